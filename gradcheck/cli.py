@@ -1,0 +1,219 @@
+"""The ``gradcheck`` command: a thin layer over ``verify`` and the built-in derivations.
+
+Exit status: 0 when every derivation passes, 1 when any fails (or its spec is in error),
+2 for a usage problem (a missing file, an import error, nothing found), with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn, TextIO
+
+from gradcheck.derivation import Derivation, DerivationError
+from gradcheck.report import Report
+from gradcheck.targets import TargetError, load_target
+
+__all__ = ["Outcome", "main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, not argparse's usage block
+        self.exit(EXIT_USAGE, f"gradcheck: error: {message} (see gradcheck --help)\n")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One derivation's result, as the command prints it."""
+
+    derivation: Derivation
+    verdict: str  # "pass" | "fail" | "error"
+    message: str
+    report: Report | None
+    elapsed: float
+
+    def as_json(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "name": self.derivation.name,
+            "verdict": self.verdict,
+            "message": self.message,
+            "parameters": list(self.derivation.wrt),
+            "backend": self.derivation.backend,
+            "elapsed_s": round(self.elapsed, 4),
+        }
+        if self.report is not None:
+            entry.update(
+                examples=self.report.examples,
+                inconclusive=self.report.inconclusive,
+                seed=self.report.seed,
+                dtype=self.report.dtype,
+                problems=[
+                    {"kind": p.kind, "parameter": p.parameter, "message": p.message}
+                    for p in self.report.problems
+                ],
+                diagnoses=list(self.report.diagnoses),
+            )
+        return entry
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="gradcheck",
+        description="Check hand-derived gradients against torch autograd and finite differences.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    verify = commands.add_parser(
+        "verify",
+        help="search shapes and values for a point where a derivation fails",
+        description="Verify every module-level Derivation in each TARGET "
+        "(a .py file or module[:attribute]); with no TARGET, the built-in derivations.",
+    )
+    verify.add_argument("targets", nargs="*", metavar="TARGET")
+    verify.add_argument("--json", action="store_true", help="print one JSON object")
+    verify.add_argument("--seed", type=_seed, help="seed of the search (default: random)")
+    verify.add_argument(
+        "--max-examples", type=_positive, default=100,
+        help="examples to try per derivation (default: 100)",
+    )  # fmt: skip
+    verify.add_argument(
+        "--dtype", choices=("float64", "float32"), default="float64",
+        help="dtype the backward receives (the references stay float64)",
+    )  # fmt: skip
+    listing = commands.add_parser("list", help="show the built-in derivations")
+    listing.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
+
+
+def _derivations(targets: Sequence[str]) -> list[Derivation]:
+    if not targets:
+        from gradcheck.derivations import BUILTINS
+
+        return list(BUILTINS)
+    found: list[Derivation] = []
+    for target in targets:
+        try:
+            found.extend(load_target(target))
+        except TargetError as exc:
+            raise UsageError(str(exc)) from exc
+        except DerivationError as exc:
+            raise UsageError(f"{target}: {exc}") from exc
+    return found
+
+
+def _run_one(derivation: Derivation, args: argparse.Namespace) -> Outcome:
+    from gradcheck.check import verify
+
+    started = time.perf_counter()
+    try:
+        report = verify(
+            derivation, max_examples=args.max_examples, seed=args.seed, dtype=args.dtype
+        )
+    except DerivationError as exc:
+        return Outcome(derivation, "error", str(exc), None, time.perf_counter() - started)
+    verdict = {"pass": "pass", "inconclusive": "pass", "fail": "fail"}.get(report.verdict, "error")
+    return Outcome(derivation, verdict, str(report), report, time.perf_counter() - started)
+
+
+def format_table(outcomes: Sequence[Outcome]) -> str:
+    """A plain table: derivation, parameters, examples tried, verdict, time."""
+    rows = [("derivation", "parameters", "examples", "verdict", "time")]
+    for outcome in outcomes:
+        examples = str(outcome.report.examples) if outcome.report else "-"
+        rows.append(
+            (
+                outcome.derivation.name,
+                ", ".join(outcome.derivation.wrt),
+                examples,
+                outcome.verdict.upper(),
+                f"{outcome.elapsed:.2f}s",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+             for row in rows]  # fmt: skip
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def _verify(args: argparse.Namespace, out: TextIO) -> int:
+    derivations = _derivations(args.targets)
+    outcomes = [_run_one(derivation, args) for derivation in derivations]
+    if args.json:
+        payload = {
+            "results": [outcome.as_json() for outcome in outcomes],
+            "seed": args.seed,
+            "max_examples": args.max_examples,
+            "dtype": args.dtype,
+        }
+        out.write(json.dumps(payload, indent=2) + "\n")
+    else:
+        out.write(format_table(outcomes) + "\n")
+        for outcome in outcomes:
+            if outcome.verdict != "pass":
+                out.write("\n" + outcome.message + "\n")
+        failed = sum(o.verdict == "fail" for o in outcomes)
+        errors = sum(o.verdict == "error" for o in outcomes)
+        passed = len(outcomes) - failed - errors
+        out.write(f"\n{passed} passed, {failed} failed, {errors} errors\n")
+    return EXIT_OK if all(o.verdict == "pass" for o in outcomes) else EXIT_FAILED
+
+
+def _list(args: argparse.Namespace, out: TextIO) -> int:
+    from gradcheck.derivations import BUILTINS
+
+    if args.json:
+        entries = [
+            {"name": d.name, "backend": d.backend, "parameters": list(d.wrt),
+             "shapes": {k: list(v) for k, v in d.shapes.items()}}
+            for d in BUILTINS
+        ]  # fmt: skip
+        out.write(json.dumps({"derivations": entries}, indent=2) + "\n")
+        return EXIT_OK
+    width = max(len(d.name) for d in BUILTINS)
+    for d in BUILTINS:
+        shapes = ", ".join(f"{k}{tuple(v)}" for k, v in d.shapes.items())
+        out.write(f"{d.name.ljust(width)}  [{d.backend}]  wrt {', '.join(d.wrt)}; {shapes}\n")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    """Entry point of the ``gradcheck`` console script and ``python -m gradcheck``."""
+    out = out or sys.stdout
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            return _list(args, out)
+        return _verify(args, out)
+    except UsageError as exc:
+        sys.stderr.write(f"gradcheck: error: {exc}\n")
+        return EXIT_USAGE

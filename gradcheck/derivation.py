@@ -1,0 +1,208 @@
+"""The declaration of a hand derivation: what it computes, what it claims, over which inputs.
+
+A ``Derivation`` is pure data. It is validated where it is built, so that a misspelled
+backend or a ``wrt`` name with no shape fails at the line that wrote it, with a message that
+names the argument, its value and the fix, instead of deep inside a check.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+__all__ = ["BACKENDS", "DEFAULT_BOUNDS", "DEFAULT_DIM_RANGE", "Derivation", "DerivationError"]
+
+BACKENDS = ("numpy", "torch")
+
+# Each symbolic dim ranges over at least 1..16 by default: size 1 is where broadcasting and
+# `.squeeze()` bugs live, and 16 is large enough that "only for N > 12" bugs are reachable
+# while a whole search stays within seconds.
+DEFAULT_DIM_RANGE = (1, 16)
+
+# A moderate symmetric range: large enough that products of a few layers leave the linear
+# regime of nothing, small enough that sums of squares of 16-wide layers stay far from overflow.
+DEFAULT_BOUNDS = (-2.0, 2.0)
+
+
+class DerivationError(ValueError):
+    """A declaration (or the spec forward) is malformed: the fix is in the declaration."""
+
+
+def _suggest(value: str, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(value, choices, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+@dataclass(frozen=True, eq=False)
+class Derivation:
+    """A hand-derived gradient and the torch function it claims to differentiate.
+
+    ``forward`` is the spec, written with torch ops; it is called with float64 tensors as
+    keyword arguments, one per name in ``shapes``, and returns a scalar loss or a tensor of
+    any shape (then ``backward`` is a vector-Jacobian product and receives ``grad_output``).
+    ``backward`` is the hand derivation; it receives the same keyword arguments as numpy
+    arrays (``backend="numpy"``) or torch tensors (``backend="torch"``) and returns
+    ``{name: gradient}`` for every name in ``wrt``.
+
+    Example::
+
+        Derivation(
+            name="square",
+            forward=lambda x: (x**2).sum(),
+            backward=lambda x: {"x": 2 * x},
+            shapes={"x": ("N",)},
+            wrt=["x"],
+        )
+    """
+
+    name: str
+    forward: Callable[..., Any]
+    backward: Callable[..., Mapping[str, Any]]
+    shapes: Mapping[str, tuple[str | int, ...]]
+    wrt: Sequence[str]
+    backend: str = "numpy"
+    dims: Mapping[str, tuple[int, int]] | None = None
+    bounds: Mapping[str, tuple[float, float]] | None = None
+    # Filled in by __post_init__: every symbolic dim with its inclusive range.
+    dim_ranges: Mapping[str, tuple[int, int]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise DerivationError(
+                f"Derivation name must be a non-empty string, got {self.name!r}."
+            )
+        for role in ("forward", "backward"):
+            if not callable(getattr(self, role)):
+                raise DerivationError(
+                    f"Derivation {self.name!r}: {role} must be callable, "
+                    f"got {type(getattr(self, role)).__name__}."
+                )
+        shapes = self._validated_shapes()
+        wrt = self._validated_wrt(shapes)
+        if self.backend not in BACKENDS:
+            raise DerivationError(
+                f"Derivation {self.name!r}: backend={self.backend!r} is not one of "
+                f"{', '.join(map(repr, BACKENDS))}{_suggest(str(self.backend), BACKENDS)}"
+            )
+        dim_ranges = self._validated_dims(shapes)
+        bounds = self._validated_bounds(shapes)
+        # Copies, so that a caller mutating its own dicts later cannot change a declaration.
+        object.__setattr__(self, "shapes", MappingProxyType(shapes))
+        object.__setattr__(self, "wrt", wrt)
+        object.__setattr__(self, "dim_ranges", MappingProxyType(dim_ranges))
+        object.__setattr__(self, "bounds", MappingProxyType(bounds))
+        object.__setattr__(
+            self, "dims", None if self.dims is None else MappingProxyType(dict(self.dims))
+        )
+
+    def _validated_shapes(self) -> dict[str, tuple[str | int, ...]]:
+        if not isinstance(self.shapes, Mapping) or not self.shapes:
+            raise DerivationError(
+                f"Derivation {self.name!r}: shapes must be a non-empty mapping from input "
+                f"name to a shape tuple, e.g. {{'x': ('N', 3)}}; got {self.shapes!r}."
+            )
+        shapes: dict[str, tuple[str | int, ...]] = {}
+        for input_name, shape in self.shapes.items():
+            if not isinstance(input_name, str) or not input_name.isidentifier():
+                raise DerivationError(
+                    f"Derivation {self.name!r}: input name {input_name!r} in shapes must be "
+                    "a Python identifier, since it is passed as a keyword argument."
+                )
+            if not isinstance(shape, tuple | list):
+                raise DerivationError(
+                    f"Derivation {self.name!r}: shapes[{input_name!r}] = {shape!r} must be a "
+                    "tuple of dims (symbolic names or ints); use () for a scalar."
+                )
+            for dim in shape:
+                symbolic = isinstance(dim, str) and dim.isidentifier()
+                fixed = isinstance(dim, int) and not isinstance(dim, bool) and dim >= 1
+                if not (symbolic or fixed):
+                    raise DerivationError(
+                        f"Derivation {self.name!r}: shapes[{input_name!r}] = {shape!r} has "
+                        f"dim {dim!r}; a dim is a symbolic name like 'N' or an int >= 1."
+                    )
+            shapes[input_name] = tuple(shape)
+        return shapes
+
+    def _validated_wrt(self, shapes: Mapping[str, tuple[str | int, ...]]) -> tuple[str, ...]:
+        if isinstance(self.wrt, str) or not isinstance(self.wrt, Sequence):
+            raise DerivationError(
+                f"Derivation {self.name!r}: wrt must be a sequence of input names, "
+                f"e.g. wrt=[{self.wrt!r}], got {self.wrt!r}."
+            )
+        if not self.wrt:
+            raise DerivationError(
+                f"Derivation {self.name!r}: wrt is empty; name at least one input of shapes."
+            )
+        for name in self.wrt:
+            if name not in shapes:
+                raise DerivationError(
+                    f"Derivation {self.name!r}: wrt names {name!r}, which has no entry in "
+                    f"shapes (inputs: {', '.join(shapes)}){_suggest(str(name), list(shapes))}"
+                )
+        if len(set(self.wrt)) != len(self.wrt):
+            raise DerivationError(
+                f"Derivation {self.name!r}: wrt={list(self.wrt)!r} names an input twice."
+            )
+        return tuple(self.wrt)
+
+    def _validated_dims(
+        self, shapes: Mapping[str, tuple[str | int, ...]]
+    ) -> dict[str, tuple[int, int]]:
+        symbolic = [d for shape in shapes.values() for d in shape if isinstance(d, str)]
+        ranges = {d: DEFAULT_DIM_RANGE for d in dict.fromkeys(symbolic)}
+        for dim, bound in (self.dims or {}).items():
+            if dim not in ranges:
+                raise DerivationError(
+                    f"Derivation {self.name!r}: dims names {dim!r}, which no shape uses "
+                    f"(symbolic dims: {', '.join(ranges) or 'none'})"
+                    f"{_suggest(str(dim), list(ranges))}"
+                )
+            ok = (
+                isinstance(bound, tuple | list)
+                and len(bound) == 2
+                and all(isinstance(b, int) and not isinstance(b, bool) for b in bound)
+                and 1 <= bound[0] <= bound[1]
+            )
+            if not ok:
+                raise DerivationError(
+                    f"Derivation {self.name!r}: dims[{dim!r}] = {bound!r} must be an "
+                    "inclusive (low, high) pair of ints with 1 <= low <= high, e.g. (1, 32)."
+                )
+            ranges[dim] = (bound[0], bound[1])
+        return ranges
+
+    def _validated_bounds(
+        self, shapes: Mapping[str, tuple[str | int, ...]]
+    ) -> dict[str, tuple[float, float]]:
+        bounds = {name: DEFAULT_BOUNDS for name in shapes}
+        for name, bound in (self.bounds or {}).items():
+            if name not in shapes:
+                raise DerivationError(
+                    f"Derivation {self.name!r}: bounds names {name!r}, which has no entry in "
+                    f"shapes{_suggest(str(name), list(shapes))}"
+                )
+            ok = (
+                isinstance(bound, tuple | list)
+                and len(bound) == 2
+                and all(isinstance(b, int | float) and math.isfinite(b) for b in bound)
+                and bound[0] < bound[1]
+            )
+            if not ok:
+                raise DerivationError(
+                    f"Derivation {self.name!r}: bounds[{name!r}] = {bound!r} must be a finite "
+                    "(low, high) pair with low < high, e.g. (-2.0, 2.0)."
+                )
+            bounds[name] = (float(bound[0]), float(bound[1]))
+        return bounds
+
+    def concrete_shape(self, name: str, dims: Mapping[str, int]) -> tuple[int, ...]:
+        """The shape of input ``name`` once every symbolic dim has a size."""
+        return tuple(dims[d] if isinstance(d, str) else d for d in self.shapes[name])
+
+    def __repr__(self) -> str:
+        return f"Derivation(name={self.name!r}, backend={self.backend!r}, wrt={list(self.wrt)!r})"

@@ -1,0 +1,1 @@
+"""The two references a hand gradient is checked against; neither imports a derivation."""

@@ -1,0 +1,84 @@
+"""Torch autograd on the spec forward, in float64: the first reference."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from gradcheck.derivation import DerivationError
+
+__all__ = ["AutogradResult", "autograd_gradients", "call_forward"]
+
+
+@dataclass(frozen=True)
+class AutogradResult:
+    output: np.ndarray
+    gradients: dict[str, np.ndarray]
+    grad_output: np.ndarray | None  # what the output was pulled back through; None for a scalar
+
+
+def call_forward(
+    name: str, forward: Callable[..., Any], tensors: Mapping[str, torch.Tensor]
+) -> torch.Tensor:
+    """Call the spec and insist on a floating torch tensor back, naming the fix if not."""
+    try:
+        output = forward(**tensors)
+    except Exception as exc:  # the spec is user code: any failure is a declaration problem
+        raise DerivationError(
+            f"Derivation {name!r}: forward raised {type(exc).__name__}: {exc}. The forward is "
+            "called with float64 torch tensors as keyword arguments, one per name in shapes."
+        ) from exc
+    if not isinstance(output, torch.Tensor):
+        raise DerivationError(
+            f"Derivation {name!r}: forward returned {type(output).__name__}, not a "
+            "torch.Tensor; write the spec with torch ops and return the tensor (e.g. the loss)."
+        )
+    if not output.is_floating_point():
+        raise DerivationError(
+            f"Derivation {name!r}: forward returned a {output.dtype} tensor; it must be "
+            "floating point to be differentiated."
+        )
+    return output
+
+
+def autograd_gradients(
+    name: str,
+    forward: Callable[..., Any],
+    inputs: Mapping[str, np.ndarray],
+    wrt: Sequence[str],
+    grad_output_for: Callable[[tuple[int, ...]], np.ndarray | None],
+) -> AutogradResult:
+    """Gradients of the forward's output by autograd; a non-scalar output is pulled back
+    through ``grad_output_for(output shape)``."""
+    with torch.enable_grad():
+        tensors = {
+            key: torch.tensor(value, dtype=torch.float64, requires_grad=key in wrt)
+            for key, value in inputs.items()
+        }
+        output = call_forward(name, forward, tensors)
+        grad_output = grad_output_for(tuple(output.shape))
+        if not output.requires_grad:
+            grads = [None] * len(wrt)
+        else:
+            seed = None if grad_output is None else torch.from_numpy(grad_output)
+            grads = list(
+                torch.autograd.grad(
+                    output.to(torch.float64),
+                    [tensors[key] for key in wrt],
+                    grad_outputs=seed,
+                    allow_unused=True,
+                )
+            )
+    gradients = {
+        key: (np.zeros_like(inputs[key]) if grad is None else grad.detach().numpy().copy())
+        for key, grad in zip(wrt, grads, strict=True)
+    }
+    return AutogradResult(
+        output=output.detach().to(torch.float64).numpy().copy(),
+        gradients=gradients,
+        grad_output=grad_output,
+    )

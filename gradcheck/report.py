@@ -1,0 +1,86 @@
+"""What a check found: the verdict, the problems behind it, the point it was found at."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from gradcheck.compare import Mismatch
+
+__all__ = ["Example", "GradientPair", "Problem", "Report", "Verdict"]
+
+Verdict = Literal["pass", "fail", "error", "inconclusive"]
+
+# Problem kinds, most specific first; messages and diagnoses key on these.
+PROBLEM_KINDS = (
+    "raised",  # the backward raised
+    "returned",  # the backward returned something other than a mapping
+    "missing",  # a name in wrt has no gradient
+    "type",  # a gradient is not an array, tensor or number
+    "dtype",  # a gradient is not floating point
+    "shape",  # a gradient's shape differs from its input's
+    "non_finite",  # a gradient holds NaN or inf
+    "mutated",  # the backward wrote into an input or grad_output
+    "mismatch",  # values differ from the references
+    "precision",  # right in float64, wrong in the requested dtype
+    "references_disagree",  # autograd and finite differences disagree: the spec or point
+    "kink",  # the point is non-differentiable: inconclusive
+)
+
+
+@dataclass(frozen=True)
+class Problem:
+    kind: str
+    message: str
+    parameter: str | None = None
+    mismatch: Mismatch | None = None
+
+
+@dataclass(frozen=True)
+class Example:
+    """A concrete point: sizes of the symbolic dims, the float64 inputs, the grad_output."""
+
+    dims: Mapping[str, int]
+    inputs: Mapping[str, np.ndarray]
+    grad_output: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class GradientPair:
+    """The hand gradient (float64 view) beside torch autograd's, for diagnosis."""
+
+    hand: np.ndarray
+    reference: np.ndarray
+
+
+@dataclass(frozen=True)
+class Report:
+    """The outcome of ``check`` (one point) or ``verify`` (a search); ``str()`` explains it."""
+
+    derivation: str
+    verdict: Verdict
+    problems: tuple[Problem, ...] = ()
+    notes: tuple[str, ...] = ()
+    example: Example | None = None
+    dtype: str = "float64"
+    seed: int | None = None
+    examples: int = 1
+    inconclusive: int = 0
+    elapsed: float = 0.0
+    probes: int = 0
+    gradients: Mapping[str, GradientPair] = field(default_factory=dict)
+    diagnoses: tuple[str, ...] = ()
+    reproduce: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing was found wrong (a kink point is inconclusive, not wrong)."""
+        return self.verdict in ("pass", "inconclusive")
+
+    def __str__(self) -> str:
+        from gradcheck.messages import format_report
+
+        return format_report(self)

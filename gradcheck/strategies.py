@@ -1,0 +1,79 @@
+"""Hypothesis strategies for the points a derivation is checked at.
+
+Shapes are symbolic: each dim a derivation names is drawn once (``dims``) and shared by every
+input that uses it, so the shrinker reduces "N" everywhere at once. Values stay off NaN, inf,
+subnormals and, where the range straddles zero, off a small band around it: most kinks
+(ReLU, abs, max) sit at an input or product of inputs equal to zero, and drawing away from it
+is cheaper and clearer than rejecting examples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from gradcheck.derivation import Derivation
+from gradcheck.report import Example
+
+__all__ = ["dims", "examples", "values"]
+
+# Values of magnitude below (largest bound / KINK_MARGIN) are not drawn when the range
+# straddles zero: far enough from a hinge at 0 that a finite-difference step never crosses
+# it for the input itself.
+KINK_MARGIN = 32.0
+
+
+def values(*, low: float, high: float) -> st.SearchStrategy[float]:
+    """Finite, normal floats in ``[low, high]``, kept off a band around zero.
+
+    >>> values(low=-2.0, high=2.0).example()  # doctest: +SKIP
+    -1.5
+    """
+    if not low < high:
+        raise ValueError(f"values(low={low!r}, high={high!r}): need low < high.")
+    margin = max(abs(low), abs(high)) / KINK_MARGIN
+
+    def floats(lo: float, hi: float) -> st.SearchStrategy[float]:
+        return st.floats(
+            min_value=lo, max_value=hi, allow_nan=False, allow_infinity=False,
+            allow_subnormal=False,
+        )  # fmt: skip
+
+    if low < -margin and high > margin:
+        return floats(margin, high) | floats(low, -margin)
+    return floats(low, high)
+
+
+def dims(derivation: Derivation) -> st.SearchStrategy[dict[str, int]]:
+    """A size for every symbolic dim of ``derivation``, each within its declared range."""
+    return st.fixed_dictionaries(
+        {dim: st.integers(low, high) for dim, (low, high) in derivation.dim_ranges.items()}
+    )
+
+
+def _inputs(derivation: Derivation, sizes: Mapping[str, int]) -> st.SearchStrategy[dict[str, np.ndarray]]:
+    return st.fixed_dictionaries(
+        {
+            name: hnp.arrays(
+                np.float64,
+                derivation.concrete_shape(name, sizes),
+                elements=values(low=low, high=high),
+                # Draw every element: the default fill makes most of an array one repeated
+                # value, which hides transposition and indexing bugs.
+                fill=st.nothing(),
+            )
+            for name, (low, high) in derivation.bounds.items()
+        }
+    )
+
+
+def examples(derivation: Derivation) -> st.SearchStrategy[Example]:
+    """Points for ``derivation``: dims first, then every input array at those sizes."""
+    return dims(derivation).flatmap(
+        lambda sizes: _inputs(derivation, sizes).map(
+            lambda inputs: Example(dims=sizes, inputs=inputs)
+        )
+    )
