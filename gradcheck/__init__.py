@@ -14,9 +14,10 @@ True
 
 from __future__ import annotations
 
-from gradcheck.check import check, verify
+from gradcheck.check import check
 from gradcheck.derivation import Derivation, DerivationError
 from gradcheck.report import Example, Problem, Report
+from gradcheck.search import verify
 
 __all__ = ["Derivation", "DerivationError", "Example", "Problem", "Report", "check", "verify"]
 __version__ = "0.1.0"

@@ -53,9 +53,11 @@ def _where_raised(exc: BaseException) -> str:
 
 
 def _shape_hint(got: tuple[int, ...], expected: tuple[int, ...]) -> str:
-    if got and np.prod(got) == np.prod(expected) and [d for d in got if d != 1] == [
-        d for d in expected if d != 1
-    ]:
+    if (
+        got
+        and np.prod(got) == np.prod(expected)
+        and [d for d in got if d != 1] == [d for d in expected if d != 1]
+    ):
         if len(got) > len(expected):
             return "; it has extra size-1 dims (keepdims=True, or a missing .reshape/[0])"
         return "; size-1 dims were dropped (.squeeze() collapses a batch or width of 1)"
@@ -71,7 +73,7 @@ def run_backward(
     dtype: str,
 ) -> BackwardResult:
     """Call ``derivation.backward`` on copies of ``point`` cast to ``dtype``; check what it did."""
-    np_dtype, torch_dtype = DTYPES[dtype]
+    np_dtype = DTYPES[dtype][0]
     arguments: dict[str, Any] = {}
     for name, value in point.items():
         array = np.array(value, dtype=np_dtype)  # always a copy: the caller's stays untouched

@@ -1,4 +1,4 @@
-"""Check a derivation at one point (``check``), or search for a point where it fails (``verify``).
+"""Check a derivation at one concrete point.
 
 At a point, the hand gradient is compared element-wise with torch autograd in float64, and both
 are compared with finite differences of the spec along random directions (and element by
@@ -10,16 +10,13 @@ neither, the spec or the point is at fault, not the derivation.
 from __future__ import annotations
 
 import math
-import random
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from hypothesis import HealthCheck, Phase, find, settings
-from hypothesis.errors import NoSuchExample
 
 from gradcheck.backward import DTYPES, run_backward
 from gradcheck.compare import Mismatch, compare
@@ -27,10 +24,9 @@ from gradcheck.derivation import Derivation, DerivationError
 from gradcheck.references.autograd import autograd_gradients
 from gradcheck.references.finite_differences import ScalarSpec, Slope
 from gradcheck.report import Example, GradientPair, Problem, Report
-from gradcheck.strategies import examples
 from gradcheck.tolerances import for_dtype
 
-__all__ = ["check", "verify"]
+__all__ = ["Options", "check", "evaluate", "make_options", "require_derivation", "whole"]
 
 
 @dataclass(frozen=True)
@@ -47,9 +43,7 @@ def _dtype_name(dtype: Any) -> str:
             not isinstance(dtype, torch.dtype) and _same_numpy_dtype(dtype, np_dtype)
         ):
             return name
-    raise ValueError(
-        f"dtype={dtype!r} is not supported; use 'float64' (the default) or 'float32'."
-    )
+    raise ValueError(f"dtype={dtype!r} is not supported; use 'float64' (the default) or 'float32'.")
 
 
 def _same_numpy_dtype(dtype: Any, np_dtype: type) -> bool:
@@ -59,22 +53,22 @@ def _same_numpy_dtype(dtype: Any, np_dtype: type) -> bool:
         return False
 
 
-def _whole(name: str, value: Any, *, minimum: int) -> int:
+def whole(name: str, value: Any, *, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name}={value!r} must be an int >= {minimum}.")
     return value
 
 
-def _options(dtype: Any, directions: Any, elementwise_limit: Any, seed: Any) -> Options:
+def make_options(dtype: Any, directions: Any, elementwise_limit: Any, seed: Any) -> Options:
     return Options(
         dtype=_dtype_name(dtype),
-        directions=_whole("directions", directions, minimum=0),
-        elementwise_limit=_whole("elementwise_limit", elementwise_limit, minimum=0),
-        seed=_whole("seed", seed, minimum=0),
+        directions=whole("directions", directions, minimum=0),
+        elementwise_limit=whole("elementwise_limit", elementwise_limit, minimum=0),
+        seed=whole("seed", seed, minimum=0),
     )
 
 
-def _require_derivation(derivation: Any) -> Derivation:
+def require_derivation(derivation: Any) -> Derivation:
     if not isinstance(derivation, Derivation):
         raise TypeError(
             f"expected a gradcheck.Derivation, got {type(derivation).__name__}; "
@@ -141,9 +135,7 @@ def _point(derivation: Derivation, inputs: Any) -> tuple[dict[str, np.ndarray], 
     return point, sizes
 
 
-def _grad_output_maker(
-    name: str, given: Any, rng: np.random.Generator
-) -> Any:
+def _grad_output_maker(name: str, given: Any, rng: np.random.Generator) -> Any:
     def make(shape: tuple[int, ...]) -> np.ndarray | None:
         if not shape:
             if given is not None:
@@ -256,9 +248,13 @@ def _judge_probes(
             )
     if compare_hand and fd_values:
         mismatch = compare(
-            np.array(hand_values), np.array(fd_values), np.array(fd_allowed),
-            parameter=name, reference="finite differences", unit=unit,
-        )  # fmt: skip
+            np.array(hand_values),
+            np.array(fd_values),
+            np.array(fd_allowed),
+            parameter=name,
+            reference="finite differences",
+            unit=unit,
+        )
         if mismatch is not None:
             problems.append(_mismatch_problem(mismatch, "Finite differences agree with autograd."))
     return problems
@@ -295,7 +291,9 @@ def _judge_mismatch(
             f"{slope.central:.6g}, autograd {along_reference:.6g}, hand {along_hand:.6g}), "
             "so the derivation is wrong, not the spec.",
         )
-    sides_with = "the hand gradient" if abs(slope.central - along_hand) <= slope.allowed else "neither"
+    sides_with = (
+        "the hand gradient" if abs(slope.central - along_hand) <= slope.allowed else "neither"
+    )
     return Problem(
         "references_disagree",
         f"for {name!r}, finite differences ({slope.central:.6g} +- {slope.allowed:.2g}) "
@@ -305,7 +303,7 @@ def _judge_mismatch(
     )
 
 
-def _evaluate(
+def evaluate(
     derivation: Derivation,
     point: Mapping[str, np.ndarray],
     sizes: Mapping[str, int],
@@ -360,9 +358,12 @@ def _evaluate(
         pairs[name] = GradientPair(hand=hand_grad, reference=reference)
         hand_allowed = tolerance.allowed(reference)
         mismatch = compare(
-            hand_grad, reference, hand_allowed,
-            parameter=name, reference=f"torch autograd ({options.dtype} hand vs float64)",
-        )  # fmt: skip
+            hand_grad,
+            reference,
+            hand_allowed,
+            parameter=name,
+            reference=f"torch autograd ({options.dtype} hand vs float64)",
+        )
         if mismatch is not None:
             verdict_problem = _judge_mismatch(spec, mismatch, hand_grad, reference)
             probe_count += 1
@@ -413,8 +414,16 @@ def _precision_problems(
         return []
     tolerance = for_dtype("float64")
     for name, reference in autograd.gradients.items():
-        if compare(wide.gradients[name], reference, tolerance.allowed(reference),
-                   parameter=name, reference="") is not None:  # fmt: skip
+        if (
+            compare(
+                wide.gradients[name],
+                reference,
+                tolerance.allowed(reference),
+                parameter=name,
+                reference="",
+            )
+            is not None
+        ):
             return []
     return [
         Problem(
@@ -452,104 +461,7 @@ def check(
     >>> check(chain, point).ok
     True
     """
-    derivation = _require_derivation(derivation)
-    options = _options(dtype, directions, elementwise_limit, seed)
+    derivation = require_derivation(derivation)
+    options = make_options(dtype, directions, elementwise_limit, seed)
     point, sizes = _point(derivation, inputs)
-    return _evaluate(derivation, point, sizes, options, grad_output)
-
-
-def verify(
-    derivation: Derivation,
-    *,
-    max_examples: int | None = None,
-    seed: int | None = None,
-    dtype: Any = "float64",
-    directions: int = 16,
-    elementwise_limit: int = 32,
-) -> Report:
-    """Search shapes and values with hypothesis for a point where ``derivation`` fails.
-
-    A failure is shrunk to the smallest example hypothesis can find (fewest and smallest
-    dims, simplest values) and reported with the seed that reproduces the search.
-    ``max_examples`` defaults to the active hypothesis profile's.
-
-    >>> from gradcheck.derivations import BUILTINS
-    >>> verify(BUILTINS[0], max_examples=5, seed=0).ok
-    True
-    """
-    derivation = _require_derivation(derivation)
-    budget = settings().max_examples if max_examples is None else max_examples
-    budget = _whole("max_examples", budget, minimum=1)
-    if seed is None:
-        seed = random.SystemRandom().randrange(2**32)
-    options = _options(dtype, directions, elementwise_limit, seed)
-    started = time.perf_counter()
-    tally = {"examples": 0, "inconclusive": 0, "conclusive": 0}
-    first_error: list[Report] = []
-    declaration_error: list[DerivationError] = []
-
-    def fails(example: Example) -> bool:
-        if declaration_error:
-            return False
-        try:
-            report = _evaluate(derivation, example.inputs, example.dims, options)
-        except DerivationError as exc:
-            declaration_error.append(exc)
-            return False
-        tally["examples"] += 1
-        if report.verdict == "error" and not first_error:
-            first_error.append(report)
-        tally["inconclusive"] += report.verdict == "inconclusive"
-        tally["conclusive"] += report.verdict in ("pass", "fail")
-        return report.verdict == "fail"
-
-    search = settings(
-        max_examples=budget,
-        database=None,
-        deadline=None,
-        derandomize=False,
-        phases=[Phase.generate, Phase.shrink],
-        suppress_health_check=list(HealthCheck),
-    )
-    try:
-        smallest = find(examples(derivation), fails, settings=search, random=random.Random(seed))
-    except NoSuchExample:
-        smallest = None
-    if declaration_error:
-        raise declaration_error[0]
-    tried = tally["examples"]
-    reproduce = f"verify({derivation.name}, seed={seed}, max_examples={budget})"
-    if smallest is not None:
-        report = _evaluate(derivation, smallest.inputs, smallest.dims, options)
-        notes = (f"found after searching {tried} examples; shrunk to the smallest",)
-    elif first_error:
-        report = first_error[0]
-        notes = (f"{tried} examples tried",)
-    elif tally["conclusive"] == 0:
-        report = Report(
-            derivation=derivation.name,
-            verdict="error",
-            problems=(
-                Problem(
-                    "kink",
-                    f"none of {tried} examples was conclusive: every point sat on or next "
-                    "to a non-differentiable point. Narrow the bounds away from the kinks.",
-                ),
-            ),
-            dtype=options.dtype,
-        )
-        notes = ()
-    else:
-        report = Report(derivation=derivation.name, verdict="pass", dtype=options.dtype)
-        notes = (f"{tried} examples passed",)
-    if tally["inconclusive"]:
-        notes += (f"{tally['inconclusive']} of {tried} examples were inconclusive (kinks)",)
-    return replace(
-        report,
-        notes=report.notes + notes,
-        seed=seed,
-        examples=tried,
-        inconclusive=tally["inconclusive"],
-        elapsed=time.perf_counter() - started,
-        reproduce=reproduce,
-    )
+    return evaluate(derivation, point, sizes, options, grad_output)

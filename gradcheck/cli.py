@@ -11,7 +11,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NoReturn, TextIO
 
 from gradcheck.derivation import Derivation, DerivationError
@@ -102,27 +102,32 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--json", action="store_true", help="print one JSON object")
     verify.add_argument("--seed", type=_seed, help="seed of the search (default: random)")
     verify.add_argument(
-        "--max-examples", type=_positive, default=100,
+        "--max-examples",
+        type=_positive,
+        default=100,
         help="examples to try per derivation (default: 100)",
-    )  # fmt: skip
+    )
     verify.add_argument(
-        "--dtype", choices=("float64", "float32"), default="float64",
+        "--dtype",
+        choices=("float64", "float32"),
+        default="float64",
         help="dtype the backward receives (the references stay float64)",
-    )  # fmt: skip
+    )
     listing = commands.add_parser("list", help="show the built-in derivations")
     listing.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
 
-def _derivations(targets: Sequence[str]) -> list[Derivation]:
+def _derivations(targets: Sequence[str]) -> list[tuple[str, Derivation]]:
+    """(the target to name in a reproduce line, the derivation) for every derivation found."""
     if not targets:
         from gradcheck.derivations import BUILTINS
 
-        return list(BUILTINS)
-    found: list[Derivation] = []
+        return [("", derivation) for derivation in BUILTINS]
+    found: list[tuple[str, Derivation]] = []
     for target in targets:
         try:
-            found.extend(load_target(target))
+            found.extend((target, derivation) for derivation in load_target(target))
         except TargetError as exc:
             raise UsageError(str(exc)) from exc
         except DerivationError as exc:
@@ -130,8 +135,8 @@ def _derivations(targets: Sequence[str]) -> list[Derivation]:
     return found
 
 
-def _run_one(derivation: Derivation, args: argparse.Namespace) -> Outcome:
-    from gradcheck.check import verify
+def _run_one(target: str, derivation: Derivation, args: argparse.Namespace) -> Outcome:
+    from gradcheck.search import verify
 
     started = time.perf_counter()
     try:
@@ -140,6 +145,18 @@ def _run_one(derivation: Derivation, args: argparse.Namespace) -> Outcome:
         )
     except DerivationError as exc:
         return Outcome(derivation, "error", str(exc), None, time.perf_counter() - started)
+    command = " ".join(
+        part
+        for part in (
+            "gradcheck verify",
+            target,
+            f"--seed {report.seed}",
+            f"--max-examples {args.max_examples}",
+            f"--dtype {args.dtype}" if args.dtype != "float64" else "",
+        )
+        if part
+    )
+    report = replace(report, reproduce=command)
     verdict = {"pass": "pass", "inconclusive": "pass", "fail": "fail"}.get(report.verdict, "error")
     return Outcome(derivation, verdict, str(report), report, time.perf_counter() - started)
 
@@ -159,15 +176,17 @@ def format_table(outcomes: Sequence[Outcome]) -> str:
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-             for row in rows]  # fmt: skip
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
 
 
 def _verify(args: argparse.Namespace, out: TextIO) -> int:
     derivations = _derivations(args.targets)
-    outcomes = [_run_one(derivation, args) for derivation in derivations]
+    outcomes = [_run_one(target, derivation, args) for target, derivation in derivations]
     if args.json:
         payload = {
             "results": [outcome.as_json() for outcome in outcomes],
@@ -193,10 +212,14 @@ def _list(args: argparse.Namespace, out: TextIO) -> int:
 
     if args.json:
         entries = [
-            {"name": d.name, "backend": d.backend, "parameters": list(d.wrt),
-             "shapes": {k: list(v) for k, v in d.shapes.items()}}
+            {
+                "name": d.name,
+                "backend": d.backend,
+                "parameters": list(d.wrt),
+                "shapes": {k: list(v) for k, v in d.shapes.items()},
+            }
             for d in BUILTINS
-        ]  # fmt: skip
+        ]
         out.write(json.dumps({"derivations": entries}, indent=2) + "\n")
         return EXIT_OK
     width = max(len(d.name) for d in BUILTINS)

@@ -51,7 +51,9 @@ def compare(
     difference = np.where(np.isnan(difference), np.inf, difference)
     magnitude = np.abs(expected)
     with np.errstate(divide="ignore", invalid="ignore"):
-        relative = np.where(magnitude > 0, difference / magnitude, np.where(difference > 0, np.inf, 0.0))
+        relative = np.where(
+            magnitude > 0, difference / magnitude, np.where(difference > 0, np.inf, 0.0)
+        )
         relative_allowed = np.where(magnitude > 0, allowed / magnitude, np.inf)
     abs_at = np.unravel_index(int(np.argmax(np.where(bad, difference, -1.0))), expected.shape)
     rel_at = np.unravel_index(int(np.argmax(np.where(bad, relative, -1.0))), expected.shape)

@@ -67,14 +67,14 @@ class Derivation:
     backend: str = "numpy"
     dims: Mapping[str, tuple[int, int]] | None = None
     bounds: Mapping[str, tuple[float, float]] | None = None
-    # Filled in by __post_init__: every symbolic dim with its inclusive range.
+    # Filled in by __post_init__: every symbolic dim with its inclusive range, and every
+    # input with its value range (declared or default).
     dim_ranges: Mapping[str, tuple[int, int]] = field(init=False, repr=False)
+    input_bounds: Mapping[str, tuple[float, float]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
-            raise DerivationError(
-                f"Derivation name must be a non-empty string, got {self.name!r}."
-            )
+            raise DerivationError(f"Derivation name must be a non-empty string, got {self.name!r}.")
         for role in ("forward", "backward"):
             if not callable(getattr(self, role)):
                 raise DerivationError(
@@ -94,7 +94,10 @@ class Derivation:
         object.__setattr__(self, "shapes", MappingProxyType(shapes))
         object.__setattr__(self, "wrt", wrt)
         object.__setattr__(self, "dim_ranges", MappingProxyType(dim_ranges))
-        object.__setattr__(self, "bounds", MappingProxyType(bounds))
+        object.__setattr__(self, "input_bounds", MappingProxyType(bounds))
+        object.__setattr__(
+            self, "bounds", None if self.bounds is None else MappingProxyType(dict(self.bounds))
+        )
         object.__setattr__(
             self, "dims", None if self.dims is None else MappingProxyType(dict(self.dims))
         )

@@ -37,9 +37,13 @@ def format_mismatch(mismatch: Mismatch) -> list[str]:
 
 def _array(value: np.ndarray, indent: str) -> str:
     text = np.array2string(
-        np.asarray(value), precision=6, suppress_small=False, threshold=64, edgeitems=3,
+        np.asarray(value),
+        precision=6,
+        suppress_small=False,
+        threshold=64,
+        edgeitems=3,
         max_line_width=88 - len(indent),
-    )  # fmt: skip
+    )
     return text.replace("\n", "\n" + indent)
 
 

@@ -72,17 +72,25 @@ def derivations_in(namespace: Any) -> list[Derivation]:
 
 
 def load_target(target: str) -> list[Derivation]:
-    """The derivations named by ``target``: a ``.py`` path, or ``module`` / ``module:attr``."""
-    path = Path(target)
-    if target.endswith(".py") or path.is_file():
+    """The derivations named by ``target``: ``file.py``, ``file.py:attr``, ``module``, ``module:attr``."""
+    file_part, _, file_attribute = target.partition(".py:")
+    if file_attribute:  # path/to/file.py:attribute
+        file_part += ".py"
+    path = Path(file_part)
+    if file_part.endswith(".py") or path.is_file():
         if not path.is_file():
-            raise TargetError(f"no such file: {target!r}")
-        found = derivations_in(_import_file(path))
+            raise TargetError(f"no such file: {file_part!r}")
+        value: Any = _import_file(path)
+        if file_attribute:
+            if not hasattr(value, file_attribute):
+                raise TargetError(f"{file_part!r} has no attribute {file_attribute!r}")
+            value = getattr(value, file_attribute)
+        found = derivations_in(value)
     else:
         module_name, _, attribute = target.partition(":")
         if not module_name:
             raise TargetError(f"target {target!r} names no module; write module or module:attr")
-        value: Any = _import_module(module_name)
+        value = _import_module(module_name)
         for part in attribute.split(".") if attribute else []:
             if not hasattr(value, part):
                 raise TargetError(f"module {module_name!r} has no attribute {attribute!r}")

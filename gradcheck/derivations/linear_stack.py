@@ -26,9 +26,7 @@ def layer_vjp(
     return grad_prev, grad_weight, grad_bias
 
 
-def layer_forward(
-    prev: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
-) -> torch.Tensor:
+def layer_forward(prev: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     return prev @ weight + bias
 
 
@@ -77,10 +75,13 @@ def stack_backward(
     grad_out1, grad_w2, grad_b2 = layer_vjp(out1, grad_out2, w2)
     _, grad_w1, grad_b1 = layer_vjp(x, grad_out1, w1)
     return {
-        "w1": grad_w1, "b1": grad_b1,
-        "w2": grad_w2, "b2": grad_b2,
-        "w3": grad_w3, "b3": grad_b3,
-    }  # fmt: skip
+        "w1": grad_w1,
+        "b1": grad_b1,
+        "w2": grad_w2,
+        "b2": grad_b2,
+        "w3": grad_w3,
+        "b3": grad_b3,
+    }
 
 
 linear_layer_vjp = Derivation(
@@ -96,11 +97,15 @@ linear_stack = Derivation(
     forward=stack_loss,
     backward=stack_backward,
     shapes={
-        "x": ("N", "D0"), "y": ("N",),
-        "w1": ("D0", "D1"), "b1": ("D1",),
-        "w2": ("D1", "D2"), "b2": ("D2",),
-        "w3": ("D2", 1), "b3": (1,),
-    },  # fmt: skip
+        "x": ("N", "D0"),
+        "y": ("N",),
+        "w1": ("D0", "D1"),
+        "b1": ("D1",),
+        "w2": ("D1", "D2"),
+        "b2": ("D2",),
+        "w3": ("D2", 1),
+        "b3": (1,),
+    },
     wrt=("w1", "b1", "w2", "b2", "w3", "b3"),
     # sum(...)**2 is quartic in the data: smaller values keep the loss within a few decades.
     bounds={name: (-1.0, 1.0) for name in ("x", "y", "w1", "b1", "w2", "b2", "w3", "b3")},

@@ -10,7 +10,7 @@ from gradcheck.derivation import Derivation
 
 
 class MyReLU(torch.autograd.Function):
-    """``max(x, 0)`` with a hand-written backward: the gradient passes where the input is positive."""
+    """``max(x, 0)`` with a hand-written backward: the gradient passes where x > 0."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:

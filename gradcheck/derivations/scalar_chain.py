@@ -1,4 +1,4 @@
-"""The seeds' scalar chain ``y_pred = a2 * (a1 * x + b1) + b2``, loss ``sum((y_pred - y)**2) / 2``."""
+"""The seeds' scalar chain ``a2 * (a1 * x + b1) + b2``, loss ``sum((y_pred - y)**2) / 2``."""
 
 from __future__ import annotations
 

@@ -61,6 +61,7 @@ def autograd_gradients(
         }
         output = call_forward(name, forward, tensors)
         grad_output = grad_output_for(tuple(output.shape))
+        grads: list[torch.Tensor | None]
         if not output.requires_grad:
             grads = [None] * len(wrt)
         else:

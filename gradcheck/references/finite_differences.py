@@ -50,7 +50,9 @@ class ScalarSpec:
     ) -> None:
         self._name = name
         self._forward = forward
-        self._inputs = {k: torch.from_numpy(np.array(v, dtype=np.float64)) for k, v in inputs.items()}
+        self._inputs = {
+            k: torch.from_numpy(np.array(v, dtype=np.float64)) for k, v in inputs.items()
+        }
         self._grad_output = None if grad_output is None else torch.from_numpy(grad_output)
         # The typical size of the values: the largest root-mean-square over the inputs.
         rms = [float(np.sqrt(np.mean(np.square(v)))) for v in inputs.values() if np.size(v)]

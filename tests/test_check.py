@@ -1,0 +1,443 @@
+"""check() at one point: correct derivations pass, every kind of wrong one is named."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gradcheck import Derivation, DerivationError, check
+from gradcheck.derivations import linear_stack, relu_function, scalar_chain, two_layer
+from tests import mutants
+
+
+def _net_point(n=4, d_in=5, h=3, d_out=2, seed=0):
+    rng = np.random.default_rng(seed)
+    return {
+        "x": rng.standard_normal((n, d_in)),
+        "y": rng.standard_normal((n, d_out)),
+        "w1": rng.standard_normal((d_in, h)),
+        "w2": rng.standard_normal((h, d_out)),
+    }
+
+
+def _kinds(report):
+    return {p.kind for p in report.problems}
+
+
+@pytest.fixture(scope="module")
+def canonical_point():
+    """The seeds' size: N, D_in, H, D_out = 64, 1000, 100, 10, randn data (loss ~3e7)."""
+    return _net_point(64, 1000, 100, 10, seed=1)
+
+
+@pytest.mark.parametrize(
+    "derivation",
+    [two_layer.two_layer_relu_numpy, two_layer.two_layer_relu_torch],
+    ids=["numpy net", "torch net"],
+)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_correct_net_passes_at_the_seeds_size_with_16_probes(derivation, dtype, canonical_point):
+    report = check(derivation, canonical_point, dtype=dtype)
+    assert report.verdict == "pass", str(report)
+    assert report.probes >= 16
+
+
+def test_seed001_bug_is_caught_at_the_seeds_size(canonical_point):
+    report = check(mutants.seed001_mask_from_gradient, canonical_point)
+    assert report.verdict == "fail"
+    assert "Finite differences agree with autograd" in str(report)
+
+
+def test_scalar_inputs_take_floats_and_zero_d_gradients():
+    point = {
+        "x": [1.0, 2.0, 3.0],
+        "y": [0.0, 1.0, 0.5],
+        "a1": 0.5,
+        "b1": -1.0,
+        "a2": 2.0,
+        "b2": 0.1,
+    }
+    assert check(scalar_chain.scalar_chain, point).verdict == "pass"
+
+
+def test_a_vjp_is_checked_against_the_grad_output_given():
+    rng = np.random.default_rng(0)
+    point = {
+        "prev": rng.standard_normal((3, 4)),
+        "weight": rng.standard_normal((4, 2)),
+        "bias": rng.standard_normal(2),
+    }
+    grad_output = rng.standard_normal((3, 2))
+    report = check(linear_stack.linear_layer_vjp, point, grad_output=grad_output)
+    assert report.verdict == "pass"
+    assert report.example is not None
+    np.testing.assert_array_equal(report.example.grad_output, grad_output)
+
+
+def test_stack_passes_at_a_batch_of_one_and_width_one():
+    rng = np.random.default_rng(2)
+    shapes = {
+        "x": (1, 1),
+        "y": (1,),
+        "w1": (1, 1),
+        "b1": (1,),
+        "w2": (1, 1),
+        "b2": (1,),
+        "w3": (1, 1),
+        "b3": (1,),
+    }
+    point = {k: rng.uniform(-1, 1, s) for k, s in shapes.items()}
+    assert check(linear_stack.linear_stack, point).verdict == "pass"
+
+
+# -- kinks --------------------------------------------------------------------------------
+
+
+KINK_POINT = {  # h = x @ w1 = [[0.0]]: the single hidden unit sits exactly on its hinge
+    "x": np.array([[1.0, -1.0]]),
+    "y": np.array([[2.0]]),
+    "w1": np.array([[1.0], [1.0]]),
+    "w2": np.array([[1.0]]),
+}
+
+
+@pytest.mark.parametrize(
+    "derivation",
+    [mutants.correct_mask_less, mutants.correct_mask_less_equal, two_layer.two_layer_relu_torch],
+    ids=["grad_h[h < 0] = 0", "grad_h[h <= 0] = 0", "torch masked_fill"],
+)
+def test_both_subgradients_at_an_exact_kink_are_inconclusive_not_failed(derivation):
+    report = check(derivation, KINK_POINT)
+    assert report.ok
+    assert report.verdict == "inconclusive"
+    assert "kink" in _kinds(report)
+    assert "INCONCLUSIVE" in str(report)
+
+
+def test_a_real_bug_at_a_kink_point_is_not_excused_elsewhere():
+    # flipped sign on w2 is wrong whatever the kinks do
+    report = check(mutants.flipped_sign_net, {**KINK_POINT, "w1": np.array([[1.0], [0.5]])})
+    assert report.verdict == "fail"
+
+
+def test_custom_relu_function_at_zero_input_is_inconclusive():
+    report = check(relu_function.my_relu_function, {"x": np.array([[0.0, 1.0], [-1.0, 2.0]])})
+    assert report.verdict in ("pass", "inconclusive")
+    assert report.ok
+
+
+def test_custom_relu_function_with_wrong_mask_fails():
+    class LeakyMistake(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x.clamp(min=0)
+
+        @staticmethod
+        def backward(ctx, grad_output):
+            (x,) = ctx.saved_tensors
+            return grad_output * (x < 0).to(grad_output.dtype)  # mask inverted
+
+    def backward(x, grad_output):
+        leaf = x.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(LeakyMistake.apply(leaf), leaf, grad_output)
+        return {"x": grad}
+
+    derivation = Derivation(
+        name="inverted",
+        forward=torch.relu,
+        backward=backward,
+        shapes={"x": ("N",)},
+        wrt=["x"],
+        backend="torch",
+    )
+    report = check(derivation, {"x": np.array([1.0, -2.0, 0.5])})
+    assert report.verdict == "fail"
+    assert report.problems[0].parameter == "x"
+
+
+# -- what the backward does wrong ----------------------------------------------------------
+
+
+def _net(backward, backend="numpy"):
+    return Derivation(
+        name=backward.__name__,
+        forward=two_layer.loss,
+        backward=backward,
+        shapes=two_layer.SHAPES,
+        wrt=two_layer.WRT,
+        backend=backend,
+    )
+
+
+def raises(x, y, w1, w2):
+    return {"w1": x @ w2, "w2": w2}
+
+
+def returns_a_tuple(x, y, w1, w2):
+    result = two_layer.backward_numpy(x, y, w1, w2)
+    return result["w1"], result["w2"]
+
+
+def keeps_dims(x, y, w1, w2):
+    result = two_layer.backward_numpy(x, y, w1, w2)
+    return {"w1": result["w1"], "w2": result["w2"][None]}
+
+
+def integer_gradient(x, y, w1, w2):
+    result = two_layer.backward_numpy(x, y, w1, w2)
+    return {"w1": result["w1"], "w2": np.zeros(w2.shape, dtype=int)}
+
+
+def string_gradient(x, y, w1, w2):
+    return {"w1": "w1", "w2": "w2"}
+
+
+def writes_into_x(x, y, w1, w2):
+    result = two_layer.backward_numpy(x, y, w1, w2)
+    x[0, 0] = 123.0
+    return result
+
+
+@pytest.mark.parametrize(
+    ("backward", "kind", "fragment"),
+    [
+        (raises, "raised", "backward raised ValueError"),
+        (returns_a_tuple, "returned", "backward returned tuple"),
+        (keeps_dims, "shape", "has shape (1, 3, 2), but 'w2' has shape (3, 2)"),
+        (integer_gradient, "dtype", "has dtype int"),
+        (string_gradient, "type", "is a str"),
+        (writes_into_x, "mutated", "modified its argument 'x' in place (1 of 20"),
+        (mutants.nan_result, "non_finite", "holds 6 NaN"),
+    ],
+    ids=[
+        "raising",
+        "tuple instead of dict",
+        "extra dim",
+        "integer dtype",
+        "a string",
+        "writing into an input",
+        "NaN",
+    ],
+)
+def test_broken_backward_fails_with_its_problem_named(backward, kind, fragment):
+    report = check(_net(backward), _net_point())
+    assert report.verdict == "fail"
+    assert kind in _kinds(report)
+    assert fragment in str(report)
+
+
+def test_the_raised_problem_says_where():
+    report = check(_net(raises), _net_point())
+    assert "test_check.py" in str(report) and "in raises" in str(report)
+
+
+def test_writing_into_grad_output_is_named():
+    def backward(prev, weight, bias, grad_output):
+        grad_output *= 2.0
+        return linear_stack.layer_backward(prev, weight, bias, grad_output / 2.0)
+
+    layer = linear_stack.linear_layer_vjp
+    derivation = Derivation(
+        name="in_place",
+        forward=layer.forward,
+        backward=backward,
+        shapes=layer.shapes,
+        wrt=layer.wrt,
+    )
+    point = {"prev": np.ones((2, 3)), "weight": np.ones((3, 2)), "bias": np.ones(2)}
+    report = check(derivation, point)
+    assert "mutated" in _kinds(report)
+    assert "'grad_output'" in str(report)
+
+
+def test_keepdims_bias_gradient_is_a_shape_failure_with_a_hint():
+    def backward(prev, weight, bias, grad_output):
+        result = linear_stack.layer_backward(prev, weight, bias, grad_output)
+        return {**result, "bias": grad_output.sum(axis=0, keepdims=True)}
+
+    layer = linear_stack.linear_layer_vjp
+    derivation = Derivation(
+        name="keepdims",
+        forward=layer.forward,
+        backward=backward,
+        shapes=layer.shapes,
+        wrt=layer.wrt,
+    )
+    point = {"prev": np.ones((2, 3)), "weight": np.ones((3, 4)), "bias": np.ones(4)}
+    report = check(derivation, point)
+    assert "shape" in _kinds(report)
+    assert "extra size-1 dims" in str(report)
+
+
+# -- the caller's arrays ------------------------------------------------------------------
+
+
+def test_nothing_the_caller_passed_is_modified_or_handed_to_the_backward():
+    point = _net_point()
+    before = {k: v.copy() for k, v in point.items()}
+    seen = []
+
+    def backward(x, y, w1, w2):
+        seen.extend([x, y, w1, w2])
+        x[...] = 0.0  # vandalism must not reach the caller
+        return two_layer.backward_numpy(x, y, w1, w2)
+
+    check(_net(backward), point)
+    for name, value in point.items():
+        np.testing.assert_array_equal(value, before[name])
+        assert all(value is not arg for arg in seen)
+
+
+def test_torch_inputs_are_accepted_and_left_alone():
+    point = {k: torch.tensor(v) for k, v in _net_point().items()}
+    before = {k: v.clone() for k, v in point.items()}
+    assert check(two_layer.two_layer_relu_torch, point).verdict == "pass"
+    for name, value in point.items():
+        assert torch.equal(value, before[name])
+
+
+# -- bad calls ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("inputs", "fragment"),
+    [
+        ({"x": np.ones((2, 3))}, "missing y, w1, w2"),
+        ({**_net_point(), "z": np.ones(2)}, "not declared in shapes: z"),
+        ({**_net_point(), "x": np.ones((4, 5, 1))}, "has shape (4, 5, 1)"),
+        ({**_net_point(), "w1": np.ones((6, 3))}, "dim 'D_in' is 5 in inputs['x'] but 6"),
+        ({**_net_point(), "y": np.full((4, 2), np.nan)}, "holds NaN or inf"),
+        ({**_net_point(), "y": "text"}, "not numeric"),
+    ],
+    ids=[
+        "missing inputs",
+        "extra input",
+        "wrong rank",
+        "inconsistent dim",
+        "NaN input",
+        "non-numeric input",
+    ],
+)
+def test_bad_inputs_raise_a_clear_error(inputs, fragment):
+    with pytest.raises(DerivationError, match="check") as raised:
+        check(two_layer.two_layer_relu_numpy, inputs)
+    assert fragment in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("forward", "fragment"),
+    [
+        (lambda x, y, w1, w2: [x.sum()], "forward returned list, not a torch.Tensor"),
+        (lambda x, y, w1, w2: x.numpy().sum(), "not a torch.Tensor"),
+        (lambda x, y, w1, w2: undefined_name, "forward raised NameError"),  # noqa: F821
+        (lambda x, y, w1, w2: (x > 0).sum(), "must be floating point"),
+    ],
+    ids=["list", "numpy scalar", "raising", "integer tensor"],
+)
+def test_a_forward_that_is_no_torch_spec_raises_a_clear_error(forward, fragment):
+    derivation = Derivation(
+        name="spec",
+        forward=forward,
+        backward=two_layer.backward_numpy,
+        shapes=two_layer.SHAPES,
+        wrt=two_layer.WRT,
+    )
+    with pytest.raises(DerivationError) as raised:
+        check(derivation, _net_point())
+    assert fragment in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        ({"dtype": "float16"}, "dtype='float16' is not supported"),
+        ({"directions": -1}, "directions=-1"),
+        ({"seed": 1.5}, "seed=1.5"),
+        ({"grad_output": np.ones(3)}, "grad_output is only for"),
+    ],
+    ids=["unsupported dtype", "negative directions", "float seed", "grad_output for a loss"],
+)
+def test_bad_options_raise_a_clear_error(options, fragment):
+    with pytest.raises((ValueError, DerivationError)) as raised:
+        check(two_layer.two_layer_relu_numpy, _net_point(), **options)
+    assert fragment in str(raised.value)
+
+
+def test_check_rejects_something_that_is_not_a_derivation():
+    with pytest.raises(TypeError, match=r"expected a gradcheck\.Derivation"):
+        check(two_layer.backward_numpy, _net_point())  # type: ignore[arg-type]
+
+
+# -- the spec, not the derivation ----------------------------------------------------------
+
+
+def test_a_spec_autograd_cannot_see_is_an_error_not_a_failure():
+    def forward(x, w):
+        return (x * w.detach() ** 2).sum() + 0.0 * w.sum()  # autograd sees only 0 * w
+
+    def backward(x, w):
+        return {"w": 2 * x * w}
+
+    derivation = Derivation(
+        name="detached",
+        forward=forward,
+        backward=backward,
+        shapes={"x": ("N",), "w": ("N",)},
+        wrt=["w"],
+    )
+    report = check(derivation, {"x": np.array([1.0, 2.0]), "w": np.array([0.5, -1.5])})
+    assert report.verdict == "error"
+    assert not report.ok
+    assert "references_disagree" in _kinds(report)
+    assert "the spec forward, or this point, is the problem" in str(report)
+
+
+# -- precision ----------------------------------------------------------------------------
+
+
+def _softmax_cross_entropy(stable):
+    def forward(z, t):
+        return -(t * torch.log_softmax(z, dim=-1)).sum()
+
+    def backward(z, t):
+        shifted = z - z.max(axis=-1, keepdims=True) if stable else z
+        e = np.exp(shifted)
+        p = e / e.sum(axis=-1, keepdims=True)
+        return {"z": p * t.sum(axis=-1, keepdims=True) - t}
+
+    return Derivation(
+        name="stable_softmax" if stable else "naive_softmax",
+        forward=forward,
+        backward=backward,
+        shapes={"z": ("N", "C"), "t": ("N", "C")},
+        wrt=["z"],
+        bounds={"z": (80.0, 100.0), "t": (0.0, 1.0)},
+    )
+
+
+SOFTMAX_POINT = {"z": np.array([[90.0, 95.0, 85.0]]), "t": np.array([[0.2, 0.5, 0.3]])}
+
+
+def test_naive_softmax_is_right_in_float64():
+    assert check(_softmax_cross_entropy(stable=False), SOFTMAX_POINT).verdict == "pass"
+
+
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning", "ignore:invalid:RuntimeWarning")
+def test_naive_softmax_is_reported_as_losing_accuracy_in_float32():
+    report = check(_softmax_cross_entropy(stable=False), SOFTMAX_POINT, dtype="float32")
+    assert report.verdict == "fail"
+    assert "precision" in _kinds(report)
+    assert "correct in float64" in str(report)
+
+
+def test_stable_softmax_passes_in_float32():
+    report = check(_softmax_cross_entropy(stable=True), SOFTMAX_POINT, dtype="float32")
+    assert report.verdict == "pass", str(report)
+
+
+def test_a_wrong_derivation_in_float32_is_not_excused_as_precision():
+    report = check(mutants.missing_factor_two_net, _net_point(), dtype="float32")
+    assert report.verdict == "fail"
+    assert "precision" not in _kinds(report)
