@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -71,12 +72,15 @@ def run_backward(
     point: Mapping[str, np.ndarray],
     grad_output: np.ndarray | None,
     dtype: str,
+    params: Mapping[str, Any] | None = None,
 ) -> BackwardResult:
     """Call ``derivation.backward`` on copies of ``point`` cast to ``dtype``; check what it did."""
     np_dtype = DTYPES[dtype][0]
+    integer_inputs = set(derivation.integers or {})
     arguments: dict[str, Any] = {}
     for name, value in point.items():
-        array = np.array(value, dtype=np_dtype)  # always a copy: the caller's stays untouched
+        # Always a copy: the caller's stays untouched. Integer inputs (labels) keep int64.
+        array = np.array(value, dtype=np.int64 if name in integer_inputs else np_dtype)
         arguments[name] = torch.from_numpy(array) if derivation.backend == "torch" else array
     if grad_output is not None:
         go = np.array(grad_output, dtype=np_dtype)
@@ -85,7 +89,7 @@ def run_backward(
 
     try:
         with _single_threaded_blas(derivation.backend):
-            returned = derivation.backward(**arguments)
+            returned = derivation.backward(**arguments, **copy.deepcopy(dict(params or {})))
     except Exception as exc:  # the hand derivation is user code: any failure is a verdict
         message = f"backward raised {type(exc).__name__}: {exc}{_where_raised(exc)}"
         return BackwardResult({}, (Problem("raised", message),))

@@ -9,6 +9,7 @@ neither, the spec or the point is at fault, not the derivation.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Mapping
@@ -77,36 +78,33 @@ def require_derivation(derivation: Any) -> Derivation:
     return derivation
 
 
-def _point(derivation: Derivation, inputs: Any) -> tuple[dict[str, np.ndarray], dict[str, int]]:
-    """float64 copies of ``inputs``, checked against the declared shapes; and the dim sizes."""
+def _point(
+    derivation: Derivation, inputs: Any
+) -> tuple[dict[str, np.ndarray], dict[str, int], dict[str, Any]]:
+    """Copies of ``inputs`` (float64, int64 for integer inputs) checked against the declared
+    shapes; the dim sizes they imply; the hyperparameters among them."""
     name = derivation.name
     if not isinstance(inputs, Mapping):
         raise DerivationError(
             f"check({name!r}): inputs must be a mapping {{input name: array}}, "
             f"got {type(inputs).__name__}."
         )
-    missing = [key for key in derivation.shapes if key not in inputs]
-    extra = [key for key in inputs if key not in derivation.shapes]
+    expected = [*derivation.shapes, *derivation.param_choices]
+    missing = [key for key in expected if key not in inputs]
+    extra = [key for key in inputs if key not in expected]
     if missing or extra:
         raise DerivationError(
-            f"check({name!r}): inputs must hold exactly {', '.join(derivation.shapes)}"
+            f"check({name!r}): inputs must hold exactly {', '.join(expected)}"
             + (f"; missing {', '.join(missing)}" if missing else "")
-            + (f"; not declared in shapes: {', '.join(map(str, extra))}" if extra else "")
+            + (f"; not declared in shapes or params: {', '.join(map(str, extra))}" if extra else "")
             + "."
         )
+    params = {key: copy.deepcopy(inputs[key]) for key in derivation.param_choices}
     point: dict[str, np.ndarray] = {}
     sizes: dict[str, int] = {}
     seen_at: dict[str, str] = {}
     for key, declared in derivation.shapes.items():
-        value = inputs[key]
-        if isinstance(value, torch.Tensor):
-            value = value.detach().cpu().numpy()
-        try:
-            array = np.array(value, dtype=np.float64)  # a copy: the caller's stays untouched
-        except (TypeError, ValueError) as exc:
-            raise DerivationError(
-                f"check({name!r}): inputs[{key!r}] is not numeric ({exc})."
-            ) from exc
+        array = _as_array(name, key, inputs[key], integer=key in (derivation.integers or {}))
         if array.ndim != len(declared):
             raise DerivationError(
                 f"check({name!r}): inputs[{key!r}] has shape {array.shape}, but shapes "
@@ -126,13 +124,28 @@ def _point(derivation: Derivation, inputs: Any) -> tuple[dict[str, np.ndarray], 
                     )
                 sizes.setdefault(dim, size)
                 seen_at.setdefault(dim, key)
-        if not np.isfinite(array).all():
-            raise DerivationError(
-                f"check({name!r}): inputs[{key!r}] holds NaN or inf; gradients are checked "
-                "at finite points."
-            )
         point[key] = array
-    return point, sizes
+    return point, sizes, params
+
+
+def _as_array(name: str, key: str, value: Any, *, integer: bool) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    try:
+        array = np.array(value)  # a copy: the caller's stays untouched
+        array = array.astype(np.int64 if integer else np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DerivationError(f"check({name!r}): inputs[{key!r}] is not numeric ({exc}).") from exc
+    if integer and not np.array_equal(array, np.array(value, dtype=np.float64)):
+        raise DerivationError(
+            f"check({name!r}): inputs[{key!r}] is an integer input but holds non-integers."
+        )
+    if not integer and not np.isfinite(array).all():
+        raise DerivationError(
+            f"check({name!r}): inputs[{key!r}] holds NaN or inf; gradients are checked "
+            "at finite points."
+        )
+    return array
 
 
 def _grad_output_maker(name: str, given: Any, rng: np.random.Generator) -> Any:
@@ -309,31 +322,39 @@ def evaluate(
     sizes: Mapping[str, int],
     options: Options,
     grad_output: Any = None,
+    params: Mapping[str, Any] | None = None,
 ) -> Report:
     """Everything ``check`` does, at a point already validated."""
+    params = dict(params or {})
     started = time.perf_counter()
     rng = np.random.default_rng(options.seed)
     if options.dtype != "float64":
         # The references are taken at the point the hand code actually sees.
         np_dtype = DTYPES[options.dtype][0]
-        point = {k: v.astype(np_dtype).astype(np.float64) for k, v in point.items()}
+        point = {
+            k: v if np.issubdtype(v.dtype, np.integer) else v.astype(np_dtype).astype(np.float64)
+            for k, v in point.items()
+        }
     autograd = autograd_gradients(
         derivation.name,
         derivation.forward,
         point,
         derivation.wrt,
         _grad_output_maker(derivation.name, grad_output, rng),
+        params,
     )
-    example = Example(dims=dict(sizes), inputs=dict(point), grad_output=autograd.grad_output)
+    example = Example(
+        dims=dict(sizes), inputs=dict(point), grad_output=autograd.grad_output, params=params
+    )
     # Both references first, then the hand code: a numpy backward leaves BLAS threads
     # spinning that would slow every torch call after it.
-    spec = ScalarSpec(derivation.name, derivation.forward, point, autograd.grad_output)
+    spec = ScalarSpec(derivation.name, derivation.forward, point, autograd.grad_output, params)
     per_parameter = max(2, math.ceil(options.directions / len(derivation.wrt)))
     probes = {
         name: _probes(spec, name, point[name].shape, per_parameter, options, rng)
         for name in derivation.wrt
     }
-    hand = run_backward(derivation, point, autograd.grad_output, options.dtype)
+    hand = run_backward(derivation, point, autograd.grad_output, options.dtype, params)
     tolerance = for_dtype(options.dtype)
 
     failures: list[Problem] = list(hand.problems)
@@ -375,7 +396,7 @@ def evaluate(
             (failures if problem.kind == "mismatch" else doubts).append(problem)
 
     if failures and options.dtype != "float64":
-        failures.extend(_precision_problems(derivation, point, autograd, failures, options))
+        failures.extend(_precision_problems(derivation, point, autograd, failures, options, params))
     if failures:
         verdict = "fail"
     elif any(p.kind == "references_disagree" for p in doubts):
@@ -405,11 +426,12 @@ def _precision_problems(
     autograd: Any,
     failures: list[Problem],
     options: Options,
+    params: Mapping[str, Any],
 ) -> list[Problem]:
     """Is a failure in float32 a wrong derivation, or a right one that loses its accuracy?"""
     if any(p.kind not in ("mismatch", "non_finite") for p in failures):
         return []
-    wide = run_backward(derivation, point, autograd.grad_output, "float64")
+    wide = run_backward(derivation, point, autograd.grad_output, "float64", params)
     if wide.problems:
         return []
     tolerance = for_dtype("float64")
@@ -463,5 +485,5 @@ def check(
     """
     derivation = require_derivation(derivation)
     options = make_options(dtype, directions, elementwise_limit, seed)
-    point, sizes = _point(derivation, inputs)
-    return evaluate(derivation, point, sizes, options, grad_output)
+    point, sizes, params = _point(derivation, inputs)
+    return evaluate(derivation, point, sizes, options, grad_output, params)

@@ -28,6 +28,24 @@ DEFAULT_DIM_RANGE = (1, 16)
 DEFAULT_BOUNDS = (-2.0, 2.0)
 
 
+# A dim's inclusive range, or a function of the hyperparameters and the plain dims drawn so
+# far that gives it: how constraints such as "the output of a convolution has at least one
+# row" are declared rather than rejected example by example.
+DimRange = tuple[int, int] | Callable[[Mapping[str, Any]], tuple[int, int]]
+# An integer input's inclusive value range, or a function of the params and dims giving it
+# (class labels: ``lambda s: (0, s["C"] - 1)``).
+IntegerRange = tuple[int, int] | Callable[[Mapping[str, Any]], tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class ParamChoices:
+    """A hyperparameter's values: an inclusive int range, or an explicit list of choices."""
+
+    low: int | None = None
+    high: int | None = None
+    choices: tuple[Any, ...] = ()
+
+
 class DerivationError(ValueError):
     """A declaration (or the spec forward) is malformed: the fix is in the declaration."""
 
@@ -65,12 +83,16 @@ class Derivation:
     shapes: Mapping[str, tuple[str | int, ...]]
     wrt: Sequence[str]
     backend: str = "numpy"
-    dims: Mapping[str, tuple[int, int]] | None = None
+    dims: Mapping[str, DimRange] | None = None
     bounds: Mapping[str, tuple[float, float]] | None = None
-    # Filled in by __post_init__: every symbolic dim with its inclusive range, and every
-    # input with its value range (declared or default).
-    dim_ranges: Mapping[str, tuple[int, int]] = field(init=False, repr=False)
+    params: Mapping[str, Any] | None = None
+    integers: Mapping[str, IntegerRange] | None = None
+    # Filled in by __post_init__: every symbolic dim with its inclusive range (or the
+    # callable that gives it), every float input with its value range (declared or
+    # default), every hyperparameter with its choices.
+    dim_ranges: Mapping[str, DimRange] = field(init=False, repr=False)
     input_bounds: Mapping[str, tuple[float, float]] = field(init=False, repr=False)
+    param_choices: Mapping[str, ParamChoices] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -88,8 +110,10 @@ class Derivation:
                 f"Derivation {self.name!r}: backend={self.backend!r} is not one of "
                 f"{', '.join(map(repr, BACKENDS))}{_suggest(str(self.backend), BACKENDS)}"
             )
+        param_choices = self._validated_params(shapes)
         dim_ranges = self._validated_dims(shapes)
-        bounds = self._validated_bounds(shapes)
+        integers = self._validated_integers(shapes, wrt)
+        bounds = self._validated_bounds(shapes, integers)
         # Copies, so that a caller mutating its own dicts later cannot change a declaration.
         object.__setattr__(self, "shapes", MappingProxyType(shapes))
         object.__setattr__(self, "wrt", wrt)
@@ -101,6 +125,8 @@ class Derivation:
         object.__setattr__(
             self, "dims", None if self.dims is None else MappingProxyType(dict(self.dims))
         )
+        object.__setattr__(self, "param_choices", MappingProxyType(param_choices))
+        object.__setattr__(self, "integers", MappingProxyType(integers))
 
     def _validated_shapes(self) -> dict[str, tuple[str | int, ...]]:
         if not isinstance(self.shapes, Mapping) or not self.shapes:
@@ -153,11 +179,9 @@ class Derivation:
             )
         return tuple(self.wrt)
 
-    def _validated_dims(
-        self, shapes: Mapping[str, tuple[str | int, ...]]
-    ) -> dict[str, tuple[int, int]]:
+    def _validated_dims(self, shapes: Mapping[str, tuple[str | int, ...]]) -> dict[str, DimRange]:
         symbolic = [d for shape in shapes.values() for d in shape if isinstance(d, str)]
-        ranges = {d: DEFAULT_DIM_RANGE for d in dict.fromkeys(symbolic)}
+        ranges: dict[str, DimRange] = {d: DEFAULT_DIM_RANGE for d in dict.fromkeys(symbolic)}
         for dim, bound in (self.dims or {}).items():
             if dim not in ranges:
                 raise DerivationError(
@@ -165,6 +189,9 @@ class Derivation:
                     f"(symbolic dims: {', '.join(ranges) or 'none'})"
                     f"{_suggest(str(dim), list(ranges))}"
                 )
+            if callable(bound):
+                ranges[dim] = bound
+                continue
             ok = (
                 isinstance(bound, tuple | list)
                 and len(bound) == 2
@@ -174,16 +201,87 @@ class Derivation:
             if not ok:
                 raise DerivationError(
                     f"Derivation {self.name!r}: dims[{dim!r}] = {bound!r} must be an "
-                    "inclusive (low, high) pair of ints with 1 <= low <= high, e.g. (1, 32)."
+                    "inclusive (low, high) pair of ints with 1 <= low <= high, e.g. (1, 32), "
+                    "or a function of the params and plain dims returning one."
                 )
             ranges[dim] = (bound[0], bound[1])
-        return ranges
+        # Plain ranges first, then the callables in the order declared: a callable may read
+        # every param, every plain dim and the callables declared before it.
+        plain = {d: r for d, r in ranges.items() if not callable(r)}
+        derived = {d: r for d, r in ranges.items() if callable(r)}
+        return {**plain, **derived}
+
+    def _validated_params(
+        self, shapes: Mapping[str, tuple[str | int, ...]]
+    ) -> dict[str, ParamChoices]:
+        choices: dict[str, ParamChoices] = {}
+        for name, spec in (self.params or {}).items():
+            if not isinstance(name, str) or not name.isidentifier():
+                raise DerivationError(
+                    f"Derivation {self.name!r}: param name {name!r} must be a Python identifier."
+                )
+            if name in shapes or name == "grad_output":
+                raise DerivationError(
+                    f"Derivation {self.name!r}: param {name!r} has the name of an input; "
+                    "params and inputs are both keyword arguments, so rename one."
+                )
+            is_int = (
+                [isinstance(v, int) and not isinstance(v, bool) for v in spec]
+                if isinstance(spec, tuple | list | range)
+                else []
+            )
+            if isinstance(spec, tuple) and len(spec) == 2 and all(is_int) and spec[0] <= spec[1]:
+                choices[name] = ParamChoices(low=spec[0], high=spec[1])
+            elif isinstance(spec, list | range) and len(spec) > 0:
+                choices[name] = ParamChoices(choices=tuple(spec))
+            else:
+                raise DerivationError(
+                    f"Derivation {self.name!r}: params[{name!r}] = {spec!r}; give an inclusive "
+                    "(low, high) tuple of ints, e.g. (0, 2), or a non-empty list of choices, "
+                    "e.g. [1e-5, 1e-3]."
+                )
+        return choices
+
+    def _validated_integers(
+        self, shapes: Mapping[str, tuple[str | int, ...]], wrt: Sequence[str]
+    ) -> dict[str, IntegerRange]:
+        integers: dict[str, IntegerRange] = {}
+        for name, bound in (self.integers or {}).items():
+            if name not in shapes:
+                raise DerivationError(
+                    f"Derivation {self.name!r}: integers names {name!r}, which has no entry in "
+                    f"shapes{_suggest(str(name), list(shapes))}"
+                )
+            if name in wrt:
+                raise DerivationError(
+                    f"Derivation {self.name!r}: {name!r} is an integer input and is never "
+                    "differentiated; remove it from wrt."
+                )
+            ok = callable(bound) or (
+                isinstance(bound, tuple | list)
+                and len(bound) == 2
+                and all(isinstance(b, int) and not isinstance(b, bool) for b in bound)
+                and bound[0] <= bound[1]
+            )
+            if not ok:
+                raise DerivationError(
+                    f"Derivation {self.name!r}: integers[{name!r}] = {bound!r} must be an "
+                    "inclusive (low, high) pair of ints, e.g. (0, 9), or a function of the "
+                    "params and dims returning one, e.g. lambda s: (0, s['C'] - 1)."
+                )
+            integers[name] = bound if callable(bound) else (bound[0], bound[1])
+        return integers
 
     def _validated_bounds(
-        self, shapes: Mapping[str, tuple[str | int, ...]]
+        self, shapes: Mapping[str, tuple[str | int, ...]], integers: Mapping[str, Any]
     ) -> dict[str, tuple[float, float]]:
-        bounds = {name: DEFAULT_BOUNDS for name in shapes}
+        bounds = {name: DEFAULT_BOUNDS for name in shapes if name not in integers}
         for name, bound in (self.bounds or {}).items():
+            if name in integers:
+                raise DerivationError(
+                    f"Derivation {self.name!r}: {name!r} is an integer input; give its range "
+                    "in integers, not bounds."
+                )
             if name not in shapes:
                 raise DerivationError(
                     f"Derivation {self.name!r}: bounds names {name!r}, which has no entry in "
@@ -202,6 +300,25 @@ class Derivation:
                 )
             bounds[name] = (float(bound[0]), float(bound[1]))
         return bounds
+
+    def resolve_range(self, bound: Any, context: Mapping[str, Any], what: str) -> tuple[int, int]:
+        """A declared range, calling it on ``context`` (params and dims) when it is a function."""
+        if not callable(bound):
+            return bound[0], bound[1]
+        try:
+            low, high = bound(dict(context))
+        except Exception as exc:
+            raise DerivationError(
+                f"Derivation {self.name!r}: {what} raised {type(exc).__name__}: {exc} when "
+                f"called with {dict(context)!r}; it may read params, plain dims and dims "
+                "declared before it."
+            ) from exc
+        if not (isinstance(low, int) and isinstance(high, int) and low <= high):
+            raise DerivationError(
+                f"Derivation {self.name!r}: {what} returned ({low!r}, {high!r}) for "
+                f"{dict(context)!r}; it must return ints with low <= high."
+            )
+        return low, high
 
     def concrete_shape(self, name: str, dims: Mapping[str, int]) -> tuple[int, ...]:
         """The shape of input ``name`` once every symbolic dim has a size."""

@@ -50,6 +50,10 @@ def _array(value: np.ndarray, indent: str) -> str:
 def format_example(example: Example, *, indent: str = "  ") -> list[str]:
     """The point, dims first, so that the smallest failing example reads at a glance."""
     lines = []
+    if example.params:
+        lines.append(
+            indent + "params: " + ", ".join(f"{k}={v!r}" for k, v in example.params.items())
+        )
     if example.dims:
         lines.append(indent + "dims: " + ", ".join(f"{k}={v}" for k, v in example.dims.items()))
     for name, value in example.inputs.items():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -41,11 +41,13 @@ class Problem:
 
 @dataclass(frozen=True)
 class Example:
-    """A concrete point: sizes of the symbolic dims, the float64 inputs, the grad_output."""
+    """A concrete point: sizes of the symbolic dims, the inputs (float64, or int64 for
+    integer inputs), the grad_output, and the hyperparameters."""
 
     dims: Mapping[str, int]
     inputs: Mapping[str, np.ndarray]
     grad_output: np.ndarray | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

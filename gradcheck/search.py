@@ -27,7 +27,7 @@ from hypothesis.errors import NoSuchExample
 from gradcheck.check import Options, evaluate, make_options, require_derivation, whole
 from gradcheck.derivation import Derivation, DerivationError
 from gradcheck.report import Example, Problem, Report
-from gradcheck.strategies import examples, inputs, seeded_inputs
+from gradcheck.strategies import dim_range, examples, inputs, seeded_inputs
 
 __all__ = ["verify"]
 
@@ -51,7 +51,9 @@ class _Search:
         if self.declaration_error is not None:
             return False
         try:
-            report = evaluate(self.derivation, example.inputs, example.dims, self.options)
+            report = evaluate(
+                self.derivation, example.inputs, example.dims, self.options, None, example.params
+            )
         except DerivationError as exc:
             self.declaration_error = exc
             return False
@@ -83,28 +85,43 @@ class _Search:
         rng = np.random.default_rng(self.options.seed)
         best = failing
         for dim in self.derivation.dim_ranges:
-            low = self.derivation.dim_ranges[dim][0]
-            for size in range(low, best.dims[dim]):
+            for size in range(self._lowest(dim, best), best.dims[dim]):
                 sizes = {**best.dims, dim: size}
-                found = self._random_failure(sizes, rng)
+                if not self._consistent(sizes, best.params):
+                    continue
+                found = self._random_failure(sizes, best.params, rng)
                 if found is not None:
                     best = found
                     break
         return best
 
-    def _random_failure(self, sizes: Mapping[str, int], rng: np.random.Generator) -> Example | None:
+    def _lowest(self, dim: str, example: Example) -> int:
+        earlier = {**example.params, **example.dims}
+        return dim_range(self.derivation, dim, earlier)[0]
+
+    def _consistent(self, sizes: Mapping[str, int], params: Mapping[str, Any]) -> bool:
+        """Whether every dim still lies in its declared range (ranges may depend on dims)."""
+        for dim in self.derivation.dim_ranges:
+            low, high = dim_range(self.derivation, dim, {**params, **sizes})
+            if not low <= sizes[dim] <= high:
+                return False
+        return True
+
+    def _random_failure(
+        self, sizes: Mapping[str, int], params: Mapping[str, Any], rng: np.random.Generator
+    ) -> Example | None:
         for _ in range(TRIES_PER_SIZE):
-            point = seeded_inputs(self.derivation, sizes, int(rng.integers(2**32)))
-            example = Example(dims=dict(sizes), inputs=point)
+            point = seeded_inputs(self.derivation, sizes, int(rng.integers(2**32)), params)
+            example = Example(dims=dict(sizes), inputs=point, params=dict(params))
             if self.fails(example):
                 return example
         return None
 
     def simplify_values(self, failing: Example, budget: int) -> Example:
         """At fixed dims, let hypothesis find and shrink a failure to simple values."""
-        sizes = dict(failing.dims)
-        strategy = inputs(self.derivation, sizes).map(
-            lambda point: Example(dims=sizes, inputs=point)
+        sizes, params = dict(failing.dims), dict(failing.params)
+        strategy = inputs(self.derivation, sizes, params).map(
+            lambda point: Example(dims=sizes, inputs=point, params=params)
         )
         simpler = self.find(strategy, budget)
         return failing if simpler is None else simpler
@@ -150,7 +167,7 @@ def verify(
     reproduce = f"verify({derivation.name}, seed={seed}, max_examples={budget})"
     notes: tuple[str, ...]
     if failing is not None:
-        report = evaluate(derivation, failing.inputs, failing.dims, options)
+        report = evaluate(derivation, failing.inputs, failing.dims, options, None, failing.params)
         notes = (f"failure found and shrunk over {tried} examples",)
     elif search.first_error is not None:
         report = search.first_error

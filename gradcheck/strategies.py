@@ -10,15 +10,26 @@ is cheaper and clearer than rejecting examples.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from gradcheck.derivation import Derivation
+from gradcheck.derivation import Derivation, DerivationError, ParamChoices
 from gradcheck.report import Example
 
-__all__ = ["array", "dims", "examples", "inputs", "seeded_inputs", "values"]
+__all__ = [
+    "array",
+    "dim_range",
+    "dims",
+    "examples",
+    "inputs",
+    "integer_array",
+    "param",
+    "seeded_inputs",
+    "values",
+]
 
 # Values of magnitude below (largest bound / KINK_MARGIN) are not drawn when the range
 # straddles zero: far enough from a hinge at 0 that a finite-difference step never crosses
@@ -50,11 +61,39 @@ def values(*, low: float, high: float) -> st.SearchStrategy[float]:
     return floats(low, high)
 
 
+def param(choice: ParamChoices) -> st.SearchStrategy[Any]:
+    """One hyperparameter: an int in its range, or one of its choices (shrinks to the first)."""
+    if choice.low is not None and choice.high is not None:
+        return st.integers(choice.low, choice.high)
+    return st.sampled_from(choice.choices)
+
+
+def dim_range(derivation: Derivation, dim: str, context: Mapping[str, Any]) -> tuple[int, int]:
+    """The range of ``dim`` given the params and the dims drawn before it."""
+    low, high = derivation.resolve_range(derivation.dim_ranges[dim], context, f"dims[{dim!r}]")
+    if low < 1:
+        raise DerivationError(
+            f"Derivation {derivation.name!r}: dims[{dim!r}] gives ({low}, {high}) for "
+            f"{dict(context)!r}; a dim is at least 1."
+        )
+    return low, high
+
+
+@st.composite
+def _params_and_dims(
+    draw: st.DrawFn, derivation: Derivation
+) -> tuple[dict[str, Any], dict[str, int]]:
+    params = {name: draw(param(choice)) for name, choice in derivation.param_choices.items()}
+    sizes: dict[str, int] = {}
+    for dim in derivation.dim_ranges:
+        low, high = dim_range(derivation, dim, {**params, **sizes})
+        sizes[dim] = draw(st.integers(low, high))
+    return params, sizes
+
+
 def dims(derivation: Derivation) -> st.SearchStrategy[dict[str, int]]:
     """A size for every symbolic dim of ``derivation``, each within its declared range."""
-    return st.fixed_dictionaries(
-        {dim: st.integers(low, high) for dim, (low, high) in derivation.dim_ranges.items()}
-    )
+    return _params_and_dims(derivation).map(lambda drawn: drawn[1])
 
 
 # Arrays up to this many elements are drawn element by element, so that the shrinker can
@@ -90,35 +129,68 @@ def array(shape: tuple[int, ...], *, low: float, high: float) -> st.SearchStrate
     return st.integers(0, 2**32 - 1).map(lambda seed: _seeded_array(shape, low, high, seed))
 
 
-def inputs(
-    derivation: Derivation, sizes: Mapping[str, int]
-) -> st.SearchStrategy[dict[str, np.ndarray]]:
-    """Every input of ``derivation`` at the dim sizes ``sizes``."""
-    return st.fixed_dictionaries(
-        {
-            name: array(derivation.concrete_shape(name, sizes), low=low, high=high)
-            for name, (low, high) in derivation.input_bounds.items()
-        }
+def integer_array(shape: tuple[int, ...], *, low: int, high: int) -> st.SearchStrategy[np.ndarray]:
+    """An int64 array of ``shape`` with values in ``[low, high]``: labels, indices."""
+    if int(np.prod(shape)) <= ELEMENTWISE_LIMIT:
+        return hnp.arrays(np.int64, shape, elements=st.integers(low, high), fill=st.nothing())
+    return st.integers(0, 2**32 - 1).map(
+        lambda seed: np.random.default_rng(seed).integers(low, high + 1, size=shape)
     )
 
 
-def seeded_inputs(
-    derivation: Derivation, sizes: Mapping[str, int], seed: int
-) -> dict[str, np.ndarray]:
-    """Every input at ``sizes``, all values from one generator: a generic random point."""
-    rng = np.random.default_rng(seed)
+def _integer_bounds(
+    derivation: Derivation, sizes: Mapping[str, int], params: Mapping[str, Any]
+) -> dict[str, tuple[int, int]]:
+    context = {**params, **sizes}
     return {
-        name: _seeded_array(
-            derivation.concrete_shape(name, sizes), low, high, int(rng.integers(2**32))
-        )
-        for name, (low, high) in derivation.input_bounds.items()
+        name: derivation.resolve_range(bound, context, f"integers[{name!r}]")
+        for name, bound in (derivation.integers or {}).items()
     }
 
 
+def inputs(
+    derivation: Derivation, sizes: Mapping[str, int], params: Mapping[str, Any] | None = None
+) -> st.SearchStrategy[dict[str, np.ndarray]]:
+    """Every input of ``derivation`` at the dim sizes ``sizes`` (and hyperparameters ``params``)."""
+    integer_bounds = _integer_bounds(derivation, sizes, params or {})
+    strategies = {}
+    for name in derivation.shapes:
+        shape = derivation.concrete_shape(name, sizes)
+        if name in integer_bounds:
+            low, high = integer_bounds[name]
+            strategies[name] = integer_array(shape, low=low, high=high)
+        else:
+            low_f, high_f = derivation.input_bounds[name]
+            strategies[name] = array(shape, low=low_f, high=high_f)
+    return st.fixed_dictionaries(strategies)
+
+
+def seeded_inputs(
+    derivation: Derivation,
+    sizes: Mapping[str, int],
+    seed: int,
+    params: Mapping[str, Any] | None = None,
+) -> dict[str, np.ndarray]:
+    """Every input at ``sizes``, all values from one generator: a generic random point."""
+    rng = np.random.default_rng(seed)
+    integer_bounds = _integer_bounds(derivation, sizes, params or {})
+    point = {}
+    for name in derivation.shapes:
+        shape = derivation.concrete_shape(name, sizes)
+        if name in integer_bounds:
+            low, high = integer_bounds[name]
+            point[name] = rng.integers(low, high + 1, size=shape)
+        else:
+            low_f, high_f = derivation.input_bounds[name]
+            point[name] = _seeded_array(shape, low_f, high_f, int(rng.integers(2**32)))
+    return point
+
+
 def examples(derivation: Derivation) -> st.SearchStrategy[Example]:
-    """Points for ``derivation``: dims first, then every input array at those sizes."""
-    return dims(derivation).flatmap(
-        lambda sizes: inputs(derivation, sizes).map(
-            lambda inputs: Example(dims=sizes, inputs=inputs)
+    """Points for ``derivation``: params, then dims (whose ranges may depend on the params),
+    then every input array at those sizes."""
+    return _params_and_dims(derivation).flatmap(
+        lambda drawn: inputs(derivation, drawn[1], drawn[0]).map(
+            lambda point: Example(dims=drawn[1], inputs=point, params=drawn[0])
         )
     )

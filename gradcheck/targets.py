@@ -72,7 +72,7 @@ def derivations_in(namespace: Any) -> list[Derivation]:
 
 
 def load_target(target: str) -> list[Derivation]:
-    """The derivations named by ``target``: ``file.py``, ``file.py:attr``, ``module``, ``module:attr``."""
+    """The derivations in ``target``: ``file.py``, ``file.py:attr``, ``module``, ``module:attr``."""
     file_part, _, file_attribute = target.partition(".py:")
     if file_attribute:  # path/to/file.py:attribute
         file_part += ".py"

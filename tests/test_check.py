@@ -305,7 +305,7 @@ def test_torch_inputs_are_accepted_and_left_alone():
     ("inputs", "fragment"),
     [
         ({"x": np.ones((2, 3))}, "missing y, w1, w2"),
-        ({**_net_point(), "z": np.ones(2)}, "not declared in shapes: z"),
+        ({**_net_point(), "z": np.ones(2)}, "not declared in shapes or params: z"),
         ({**_net_point(), "x": np.ones((4, 5, 1))}, "has shape (4, 5, 1)"),
         ({**_net_point(), "w1": np.ones((6, 3))}, "dim 'D_in' is 5 in inputs['x'] but 6"),
         ({**_net_point(), "y": np.full((4, 2), np.nan)}, "holds NaN or inf"),

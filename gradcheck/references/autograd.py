@@ -11,7 +11,7 @@ import torch
 
 from gradcheck.derivation import DerivationError
 
-__all__ = ["AutogradResult", "autograd_gradients", "call_forward"]
+__all__ = ["AutogradResult", "as_tensor", "autograd_gradients", "call_forward"]
 
 
 @dataclass(frozen=True)
@@ -21,12 +21,22 @@ class AutogradResult:
     grad_output: np.ndarray | None  # what the output was pulled back through; None for a scalar
 
 
+def as_tensor(value: np.ndarray, *, requires_grad: bool = False) -> torch.Tensor:
+    """float64 for real inputs, int64 kept for integer inputs (labels are never differentiated)."""
+    if np.issubdtype(value.dtype, np.integer):
+        return torch.from_numpy(np.array(value, dtype=np.int64))
+    return torch.tensor(value, dtype=torch.float64, requires_grad=requires_grad)
+
+
 def call_forward(
-    name: str, forward: Callable[..., Any], tensors: Mapping[str, torch.Tensor]
+    name: str,
+    forward: Callable[..., Any],
+    tensors: Mapping[str, torch.Tensor],
+    params: Mapping[str, Any] | None = None,
 ) -> torch.Tensor:
     """Call the spec and insist on a floating torch tensor back, naming the fix if not."""
     try:
-        output = forward(**tensors)
+        output = forward(**tensors, **(params or {}))
     except Exception as exc:  # the spec is user code: any failure is a declaration problem
         raise DerivationError(
             f"Derivation {name!r}: forward raised {type(exc).__name__}: {exc}. The forward is "
@@ -51,15 +61,13 @@ def autograd_gradients(
     inputs: Mapping[str, np.ndarray],
     wrt: Sequence[str],
     grad_output_for: Callable[[tuple[int, ...]], np.ndarray | None],
+    params: Mapping[str, Any] | None = None,
 ) -> AutogradResult:
     """Gradients of the forward's output by autograd; a non-scalar output is pulled back
     through ``grad_output_for(output shape)``."""
     with torch.enable_grad():
-        tensors = {
-            key: torch.tensor(value, dtype=torch.float64, requires_grad=key in wrt)
-            for key, value in inputs.items()
-        }
-        output = call_forward(name, forward, tensors)
+        tensors = {key: as_tensor(value, requires_grad=key in wrt) for key, value in inputs.items()}
+        output = call_forward(name, forward, tensors, params)
         grad_output = grad_output_for(tuple(output.shape))
         grads: list[torch.Tensor | None]
         if not output.requires_grad:

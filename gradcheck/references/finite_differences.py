@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gradcheck.references.autograd import call_forward
+from gradcheck.references.autograd import as_tensor, call_forward
 from gradcheck.tolerances import FINITE_DIFFERENCES
 
 __all__ = ["ScalarSpec", "Slope"]
@@ -47,15 +47,19 @@ class ScalarSpec:
         forward: Callable[..., Any],
         inputs: Mapping[str, np.ndarray],
         grad_output: np.ndarray | None,
+        params: Mapping[str, Any] | None = None,
     ) -> None:
         self._name = name
         self._forward = forward
-        self._inputs = {
-            k: torch.from_numpy(np.array(v, dtype=np.float64)) for k, v in inputs.items()
-        }
+        self._params = dict(params or {})
+        self._inputs = {k: as_tensor(v) for k, v in inputs.items()}
         self._grad_output = None if grad_output is None else torch.from_numpy(grad_output)
         # The typical size of the values: the largest root-mean-square over the inputs.
-        rms = [float(np.sqrt(np.mean(np.square(v)))) for v in inputs.values() if np.size(v)]
+        rms = [
+            float(np.sqrt(np.mean(np.square(v))))
+            for v in inputs.values()
+            if np.size(v) and not np.issubdtype(v.dtype, np.integer)
+        ]
         self._value_scale = max(rms, default=1.0) or 1.0
         self._base_value, self._magnitude = self._evaluate_with_magnitude(None, None, 0.0)
 
@@ -66,7 +70,9 @@ class ScalarSpec:
         if param is not None and direction is not None:
             tensors[param] = self._inputs[param] + t * direction
         with torch.no_grad():
-            output = call_forward(self._name, self._forward, tensors).to(torch.float64)
+            output = call_forward(self._name, self._forward, tensors, self._params).to(
+                torch.float64
+            )
         if self._grad_output is None:
             value = float(output)
             return value, abs(value)
