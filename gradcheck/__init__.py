@@ -14,10 +14,44 @@ True
 
 from __future__ import annotations
 
-from gradcheck.check import check
-from gradcheck.derivation import Derivation, DerivationError
-from gradcheck.report import Example, Problem, Report
-from gradcheck.search import verify
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["Derivation", "DerivationError", "Example", "Problem", "Report", "check", "verify"]
+from gradcheck.derivation import Derivation, DerivationError
+
+if TYPE_CHECKING:
+    from gradcheck.check import check
+    from gradcheck.report import Example, Problem, Report
+    from gradcheck.search import verify
+    from gradcheck.testing import GradcheckFailure, assert_gradients_close
+
+__all__ = [
+    "Derivation",
+    "DerivationError",
+    "Example",
+    "GradcheckFailure",
+    "Problem",
+    "Report",
+    "assert_gradients_close",
+    "check",
+    "verify",
+]
 __version__ = "0.1.0"
+
+# Declaring a Derivation needs no torch; checking one does. Loading the engine on first use
+# keeps `import gradcheck` (and the pytest plugin) cheap for suites that never check.
+_LAZY = {
+    "check": "gradcheck.check",
+    "verify": "gradcheck.search",
+    "Example": "gradcheck.report",
+    "Problem": "gradcheck.report",
+    "Report": "gradcheck.report",
+    "GradcheckFailure": "gradcheck.testing",
+    "assert_gradients_close": "gradcheck.testing",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'gradcheck' has no attribute {name!r}")

@@ -91,6 +91,18 @@ def _params_and_dims(
     return params, sizes
 
 
+def smallest_params_and_dims(derivation: Derivation) -> tuple[dict[str, Any], dict[str, int]]:
+    """The first choice of every param and the lowest size of every dim: the cheapest point."""
+    params = {
+        name: choice.low if choice.low is not None else choice.choices[0]
+        for name, choice in derivation.param_choices.items()
+    }
+    sizes: dict[str, int] = {}
+    for dim in derivation.dim_ranges:
+        sizes[dim] = dim_range(derivation, dim, {**params, **sizes})[0]
+    return params, sizes
+
+
 def dims(derivation: Derivation) -> st.SearchStrategy[dict[str, int]]:
     """A size for every symbolic dim of ``derivation``, each within its declared range."""
     return _params_and_dims(derivation).map(lambda drawn: drawn[1])

@@ -1,0 +1,97 @@
+"""The pytest plugin, end to end with pytester: derivations in a test file become items."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+# pytester runs pytest in this process and unloads what each run imported; torch cannot be
+# imported twice in one process, so it (and the engine) is loaded here, once, for all runs.
+import gradcheck.search
+import gradcheck.testing  # noqa: F401
+
+pytest_plugins = ["pytester"]
+
+DERIVATIONS = """
+import torch
+from gradcheck import Derivation
+
+def square(x):
+    return (x ** 2).sum()
+
+right = Derivation(name="right_square", forward=square,
+                   backward=lambda x: {"x": 2 * x}, shapes={"x": ("N",)}, wrt=["x"])
+wrong = Derivation(name="wrong_square", forward=square,
+                   backward=lambda x: {"x": x}, shapes={"x": ("N",)}, wrt=["x"])
+not_a_spec = Derivation(name="not_a_spec", forward=lambda x: [x],
+                        backward=lambda x: {"x": x}, shapes={"x": ("N",)}, wrt=["x"])
+
+def test_ordinary():
+    assert True
+"""
+
+
+@pytest.fixture
+def derivation_file(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makepyfile(test_derivations=DERIVATIONS)
+    return pytester
+
+
+def test_each_derivation_is_an_item_with_its_verdict(derivation_file):
+    result = derivation_file.runpytest("-p", "no:cacheprovider", "--gradcheck-max-examples", "10")
+    result.assert_outcomes(passed=2, failed=1, errors=1)
+    result.stdout.fnmatch_lines(["*wrong_square FAILED (float64)*", "*Mismatched elements*"])
+    result.stdout.fnmatch_lines(["*not_a_spec*forward returned list*"])
+
+
+def test_items_are_named_after_the_derivation(derivation_file):
+    result = derivation_file.runpytest("--collect-only", "-q")
+    result.stdout.fnmatch_lines(
+        ["*test_derivations.py::right_square", "*test_derivations.py::wrong_square"]
+    )
+
+
+def test_verdicts_are_the_same_across_xdist_workers(derivation_file):
+    result = derivation_file.runpytest("-n", "2", "--gradcheck-max-examples", "10")
+    result.assert_outcomes(passed=2, failed=1, errors=1)
+    result.stdout.fnmatch_lines(["*wrong_square FAILED*"])
+
+
+def test_collection_can_be_turned_off(derivation_file):
+    result = derivation_file.runpytest("--gradcheck-no-collect")
+    result.assert_outcomes(passed=1)
+
+
+def test_the_seed_option_reproduces_the_report(derivation_file):
+    first = derivation_file.runpytest("--gradcheck-seed", "5", "-k", "wrong_square")
+    second = derivation_file.runpytest("--gradcheck-seed", "5", "-k", "wrong_square")
+    pick = [line for line in first.outlines if "dims:" in line]
+    assert pick and pick == [line for line in second.outlines if "dims:" in line]
+
+
+def test_assert_helper_raises_an_assertion_error_with_the_report(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        test_helper="""
+        import numpy as np
+        from gradcheck import Derivation, assert_gradients_close
+
+        def make():
+            return Derivation(name="half", forward=lambda x: (x ** 2).sum(),
+                              backward=lambda x: {"x": x}, shapes={"x": ("N",)}, wrt=["x"])
+
+        def test_point():
+            assert_gradients_close(make(), {"x": np.array([1.0, 2.0])})
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*GradcheckFailure: gradcheck: half FAILED*"])
+    # the helper's own frame is hidden from the traceback
+    assert "report = check(derivation" not in result.stdout.str()
+
+
+def test_importing_the_plugin_does_not_import_torch():
+    code = "import sys, gradcheck.plugin, gradcheck; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
