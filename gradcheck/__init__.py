@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from gradcheck.derivation import Derivation, DerivationError
 
 if TYPE_CHECKING:
-    from gradcheck.check import check
+    from gradcheck.checking import check
     from gradcheck.report import Example, Problem, Report
     from gradcheck.search import verify
     from gradcheck.testing import GradcheckFailure, assert_gradients_close
@@ -41,7 +41,7 @@ __version__ = "0.1.0"
 # Declaring a Derivation needs no torch; checking one does. Loading the engine on first use
 # keeps `import gradcheck` (and the pytest plugin) cheap for suites that never check.
 _LAZY = {
-    "check": "gradcheck.check",
+    "check": "gradcheck.checking",
     "verify": "gradcheck.search",
     "Example": "gradcheck.report",
     "Problem": "gradcheck.report",

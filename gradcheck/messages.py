@@ -70,18 +70,19 @@ def _shapes(inputs: Mapping[str, np.ndarray]) -> str:
 
 
 def format_report(report: Report) -> str:
-    """The whole report: verdict, each problem, the example, how to reproduce it."""
+    """The whole report: verdict, the smallest failing example, what it looks like in words,
+    each problem with its numbers, how to reproduce it."""
     lines = [f"gradcheck: {report.derivation} {HEADLINES[report.verdict]} ({report.dtype})"]
+    if report.example is not None and report.verdict != "pass":
+        title = "Smallest failing example" if report.verdict == "fail" else "Example"
+        lines.append(f"{title} ({_shapes(report.example.inputs)}):")
+        lines.extend(format_example(report.example, indent="  "))
+    lines.extend(f"Diagnosis: {d}" for d in report.diagnoses)
     for problem in report.problems:
         where = f"[{problem.parameter}] " if problem.parameter else ""
         lines.append(f"- {where}{problem.kind}: {problem.message}")
         if problem.mismatch is not None:
             lines.extend("    " + line for line in format_mismatch(problem.mismatch))
-    lines.extend(f"  diagnosis: {d}" for d in report.diagnoses)
-    if report.example is not None and report.verdict != "pass":
-        title = "Smallest failing example" if report.verdict == "fail" else "Example"
-        lines.append(f"{title} ({_shapes(report.example.inputs)}):")
-        lines.extend(format_example(report.example, indent="  "))
     lines.extend(f"  note: {note}" for note in report.notes)
     tail = [f"{report.examples} example{'s' if report.examples != 1 else ''}"]
     if report.probes:

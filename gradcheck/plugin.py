@@ -61,7 +61,10 @@ def pytest_pycollect_makeitem(
         return None
     if collector.config.getoption("gradcheck_no_collect"):
         return None
-    return DerivationItem.from_parent(collector, name=obj.name, derivation=obj, attribute=name)
+    derivation: Derivation = obj  # type: ignore[assignment]  # isinstance-checked above
+    return DerivationItem.from_parent(
+        collector, name=derivation.name, derivation=derivation, attribute=name
+    )
 
 
 class DerivationItem(pytest.Item):
@@ -76,7 +79,7 @@ class DerivationItem(pytest.Item):
     def setup(self) -> None:
         # A declaration problem (a forward that returns no tensor, a backward signature
         # the inputs cannot fill) shows at the first point: raise it here, as an error.
-        from gradcheck.check import check
+        from gradcheck.checking import check
         from gradcheck.strategies import seeded_inputs, smallest_params_and_dims
 
         params, sizes = smallest_params_and_dims(self.derivation)

@@ -24,7 +24,14 @@ from hypothesis import HealthCheck, Phase, find, settings
 from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
 
-from gradcheck.check import Options, evaluate, make_options, require_derivation, whole
+from gradcheck.checking import (
+    Options,
+    evaluate,
+    make_options,
+    require_derivation,
+    whole,
+    with_diagnoses,
+)
 from gradcheck.derivation import Derivation, DerivationError
 from gradcheck.report import Example, Problem, Report
 from gradcheck.strategies import dim_range, examples, inputs, seeded_inputs
@@ -46,8 +53,12 @@ class _Search:
         self.conclusive = 0
         self.first_error: Report | None = None
         self.declaration_error: DerivationError | None = None
+        # dim -> the size from which it fails, when every smaller size passed
+        self.thresholds: dict[str, int] = {}
+        self.last_report: Report | None = None
 
     def fails(self, example: Example) -> bool:
+        self.last_report = None
         if self.declaration_error is not None:
             return False
         try:
@@ -58,6 +69,7 @@ class _Search:
             self.declaration_error = exc
             return False
         self.examples += 1
+        self.last_report = report
         if report.verdict == "error" and self.first_error is None:
             self.first_error = report
         self.inconclusive += report.verdict == "inconclusive"
@@ -85,7 +97,8 @@ class _Search:
         rng = np.random.default_rng(self.options.seed)
         best = failing
         for dim in self.derivation.dim_ranges:
-            for size in range(self._lowest(dim, best), best.dims[dim]):
+            lowest = self._lowest(dim, best)
+            for size in range(lowest, best.dims[dim]):
                 sizes = {**best.dims, dim: size}
                 if not self._consistent(sizes, best.params):
                     continue
@@ -93,7 +106,53 @@ class _Search:
                 if found is not None:
                     best = found
                     break
+            else:
+                if best.dims[dim] > lowest:
+                    self.thresholds[dim] = best.dims[dim]
         return best
+
+    def shape_diagnoses(self, failing: Example, report: Report) -> list[str]:
+        """'only when N > 12', 'only when a dim is 1': from more random points, not a guess."""
+        found = [
+            f"fails only from {dim} = {size}: every smaller {dim} passed at "
+            f"{TRIES_PER_SIZE} random points"
+            for dim, size in self.thresholds.items()
+            if failing.dims.get(dim) == size
+        ]
+        ones = [dim for dim, size in failing.dims.items() if size == 1]
+        widened = {dim: (2 if size == 1 else size) for dim, size in failing.dims.items()}
+        if not ones or not self._consistent(widened, failing.params):
+            return found
+        rng = np.random.default_rng(self.options.seed + 1)
+        signature = _signature(report)
+        elsewhere = self._random_failure(widened, failing.params, rng)
+        other = None if self.last_report is None else _signature(self.last_report)
+        if elsewhere is not None and other == signature:
+            return found  # the same failure without any size-1 dim: not about size 1
+        triggers = []
+        for dim in ones:
+            sizes = {**widened, dim: 1}
+            if not self._consistent(sizes, failing.params):
+                continue
+            if self._random_failure(sizes, failing.params, rng) is not None and (
+                self.last_report is not None and _signature(self.last_report) == signature
+            ):
+                triggers.append(dim)
+        if not triggers:
+            return found
+        when = " or ".join(f"{dim} = 1" for dim in triggers)
+        if elsewhere is None:
+            found.append(
+                f"fails only when {when}, and passes when every dim is 2: a .squeeze(), "
+                "reshape or broadcast collapses a size-1 dim"
+            )
+        else:
+            found.append(
+                f"{_describe(signature)} only when {when} (with every dim 2 it fails "
+                f"differently: {_describe(other or frozenset())}): a .squeeze(), reshape or "
+                "broadcast collapses a size-1 dim"
+            )
+        return found
 
     def _lowest(self, dim: str, example: Example) -> int:
         earlier = {**example.params, **example.dims}
@@ -168,6 +227,10 @@ def verify(
     notes: tuple[str, ...]
     if failing is not None:
         report = evaluate(derivation, failing.inputs, failing.dims, options, None, failing.params)
+        report = with_diagnoses(derivation, report)
+        shapes = tuple(search.shape_diagnoses(failing, report))
+        report = replace(report, diagnoses=report.diagnoses + shapes)
+        tried = search.examples
         notes = (f"failure found and shrunk over {tried} examples",)
     elif search.first_error is not None:
         report = search.first_error
@@ -189,6 +252,26 @@ def verify(
         elapsed=time.perf_counter() - started,
         reproduce=reproduce,
     )
+
+
+def _signature(report: Report) -> frozenset[tuple[str, str | None]]:
+    """What went wrong, without the numbers: to tell one failure from another."""
+    return frozenset((p.kind, p.parameter) for p in report.problems)
+
+
+_WHAT = {
+    "raised": "the backward raises",
+    "shape": "{} has the wrong shape",
+    "missing": "{} is missing",
+    "mismatch": "{} is wrong",
+    "non_finite": "{} is not finite",
+    "mutated": "{} is mutated",
+}
+
+
+def _describe(signature: frozenset[tuple[str, str | None]]) -> str:
+    parts = sorted(_WHAT.get(kind, kind).format(repr(parameter)) for kind, parameter in signature)
+    return "; ".join(parts) or "no failure"
 
 
 def _nothing_conclusive(derivation: Derivation, options: Options, tried: int) -> Report:

@@ -37,7 +37,7 @@ def assert_gradients_close(
 
         report = verify(derivation, **options)
     else:
-        from gradcheck.check import check
+        from gradcheck.checking import check
 
         report = check(derivation, inputs, **options)
     if not report.ok:

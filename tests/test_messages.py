@@ -64,3 +64,11 @@ def test_passing_report_is_short_and_shows_no_example():
 def test_example_lines_indent_multi_row_arrays():
     lines = format_example(Example(dims={}, inputs={"w": np.eye(2)}), indent="  ")
     assert "\n".join(lines) == "  w = [[1. 0.]\n       [0. 1.]]"
+
+
+def test_smallest_example_comes_before_the_numbers_and_diagnoses_are_named():
+    text = format_report(_report(diagnoses=("'w1' has its sign flipped: hand = -reference",)))
+    lines = text.splitlines()
+    assert lines[1].startswith("Smallest failing example")
+    assert "Diagnosis: 'w1' has its sign flipped: hand = -reference" in text
+    assert text.index("Diagnosis:") < text.index("Mismatched elements")

@@ -13,7 +13,7 @@ import copy
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,15 @@ from gradcheck.references.finite_differences import ScalarSpec, Slope
 from gradcheck.report import Example, GradientPair, Problem, Report
 from gradcheck.tolerances import for_dtype
 
-__all__ = ["Options", "check", "evaluate", "make_options", "require_derivation", "whole"]
+__all__ = [
+    "Options",
+    "check",
+    "evaluate",
+    "make_options",
+    "require_derivation",
+    "whole",
+    "with_diagnoses",
+]
 
 
 @dataclass(frozen=True)
@@ -486,4 +494,34 @@ def check(
     derivation = require_derivation(derivation)
     options = make_options(dtype, directions, elementwise_limit, seed)
     point, sizes, params = _point(derivation, inputs)
-    return evaluate(derivation, point, sizes, options, grad_output, params)
+    report = evaluate(derivation, point, sizes, options, grad_output, params)
+    return with_diagnoses(derivation, report)
+
+
+def with_diagnoses(derivation: Derivation, report: Report) -> Report:
+    """The report of a failure, with what the wrong gradients look like in words."""
+    if report.verdict != "fail" or report.example is None:
+        return report
+    from gradcheck.counterfactual import explain
+    from gradcheck.diagnose import diagnose_gradient
+
+    tolerance = for_dtype(report.dtype)
+    wrong = [p.parameter for p in report.problems if p.kind == "mismatch"]
+    # A reproduced mistake is the most specific thing to say: it comes first.
+    found = explain(derivation, report.example, report.gradients, tolerance) if wrong else []
+    for name in dict.fromkeys(wrong):
+        if name is None or name not in report.gradients:
+            continue
+        pair = report.gradients[name]
+        found.extend(
+            diagnose_gradient(
+                name, pair.hand, pair.reference, tolerance.allowed(pair.reference),
+                inputs=report.example.inputs, dims=report.example.dims,
+            )
+        )  # fmt: skip
+    for problem in report.problems:
+        if problem.kind == "non_finite":
+            found.append(f"{problem.parameter!r} is non-finite where the spec's gradient is finite")
+        elif problem.kind == "mutated":
+            found.append(f"input {problem.parameter!r} was mutated by the backward")
+    return replace(report, diagnoses=tuple(dict.fromkeys(found)))
