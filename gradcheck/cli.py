@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -108,6 +109,12 @@ def _parser() -> argparse.ArgumentParser:
         help="examples to try per derivation (default: 100)",
     )
     verify.add_argument(
+        "--color",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="colour the verdicts: auto = only on a terminal, and not when NO_COLOR is set",
+    )
+    verify.add_argument(
         "--dtype",
         choices=("float64", "float32"),
         default="float64",
@@ -135,13 +142,19 @@ def _derivations(targets: Sequence[str]) -> list[tuple[str, Derivation]]:
     return found
 
 
-def _run_one(target: str, derivation: Derivation, args: argparse.Namespace) -> Outcome:
+def _run_one(
+    target: str, derivation: Derivation, args: argparse.Namespace, progress: _Progress
+) -> Outcome:
     from gradcheck.search import verify
 
     started = time.perf_counter()
     try:
         report = verify(
-            derivation, max_examples=args.max_examples, seed=args.seed, dtype=args.dtype
+            derivation,
+            max_examples=args.max_examples,
+            seed=args.seed,
+            dtype=args.dtype,
+            progress=progress.update,
         )
     except DerivationError as exc:
         return Outcome(derivation, "error", str(exc), None, time.perf_counter() - started)
@@ -161,7 +174,45 @@ def _run_one(target: str, derivation: Derivation, args: argparse.Namespace) -> O
     return Outcome(derivation, verdict, str(report), report, time.perf_counter() - started)
 
 
-def format_table(outcomes: Sequence[Outcome]) -> str:
+class _Progress:
+    """One line on a terminal's stderr, rewritten as examples are tried; silent elsewhere."""
+
+    def __init__(self, stream: TextIO, total: int) -> None:
+        self.stream = stream
+        self.enabled = stream.isatty()
+        self.total = total
+        self.index = 0
+        self.name = ""
+
+    def start(self, name: str) -> None:
+        self.index += 1
+        self.name = name
+        self.update(0)
+
+    def update(self, examples: int) -> None:
+        if self.enabled:
+            line = f"[{self.index}/{self.total}] {self.name}: {examples} examples"
+            self.stream.write("\r\033[K" + line)
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
+COLOURS = {"PASS": "\033[32m", "FAIL": "\033[31m", "ERROR": "\033[33m"}
+
+
+def _use_colour(choice: str, out: TextIO) -> bool:
+    if choice == "always":
+        return True
+    if choice == "never" or os.environ.get("NO_COLOR"):
+        return False
+    return out.isatty()
+
+
+def format_table(outcomes: Sequence[Outcome], *, colour: bool = False) -> str:
     """A plain table: derivation, parameters, examples tried, verdict, time."""
     rows = [("derivation", "parameters", "examples", "verdict", "time")]
     for outcome in outcomes:
@@ -176,17 +227,24 @@ def format_table(outcomes: Sequence[Outcome]) -> str:
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    ]
+    lines = []
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
+        if colour and row[3] in COLOURS:  # pad first, so colour codes do not skew columns
+            cells[3] = COLOURS[row[3]] + cells[3] + "\033[0m"
+        lines.append("  ".join(cells).rstrip())
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
 
 
 def _verify(args: argparse.Namespace, out: TextIO) -> int:
     derivations = _derivations(args.targets)
-    outcomes = [_run_one(target, derivation, args) for target, derivation in derivations]
+    progress = _Progress(sys.stderr, len(derivations))
+    outcomes = []
+    for target, derivation in derivations:
+        progress.start(derivation.name)
+        outcomes.append(_run_one(target, derivation, args, progress))
+    progress.close()
     if args.json:
         payload = {
             "results": [outcome.as_json() for outcome in outcomes],
@@ -196,7 +254,7 @@ def _verify(args: argparse.Namespace, out: TextIO) -> int:
         }
         out.write(json.dumps(payload, indent=2) + "\n")
     else:
-        out.write(format_table(outcomes) + "\n")
+        out.write(format_table(outcomes, colour=_use_colour(args.color, out)) + "\n")
         for outcome in outcomes:
             if outcome.verdict != "pass":
                 out.write("\n" + outcome.message + "\n")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -45,9 +45,15 @@ TRIES_PER_SIZE = 6
 class _Search:
     """Runs ``evaluate`` for the passes and keeps the tally the report needs."""
 
-    def __init__(self, derivation: Derivation, options: Options) -> None:
+    def __init__(
+        self,
+        derivation: Derivation,
+        options: Options,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
         self.derivation = derivation
         self.options = options
+        self.progress = progress
         self.examples = 0
         self.inconclusive = 0
         self.conclusive = 0
@@ -70,6 +76,8 @@ class _Search:
             return False
         self.examples += 1
         self.last_report = report
+        if self.progress is not None:
+            self.progress(self.examples)
         if report.verdict == "error" and self.first_error is None:
             self.first_error = report
         self.inconclusive += report.verdict == "inconclusive"
@@ -194,13 +202,15 @@ def verify(
     dtype: Any = "float64",
     directions: int = 16,
     elementwise_limit: int = 32,
+    progress: Callable[[int], None] | None = None,
 ) -> Report:
     """Search shapes and values with hypothesis for a point where ``derivation`` fails.
 
     A failure is shrunk to the smallest example (fewest and smallest dims, simplest values)
     and reported with the seed that reproduces the search. ``max_examples`` defaults to the
     active hypothesis profile's; ``seed`` to a random one (0 under a derandomized profile).
-    The other options are those of ``check``.
+    ``progress`` is called with the number of examples tried after each one. The other
+    options are those of ``check``.
 
     >>> from gradcheck.derivations import BUILTINS
     >>> verify(BUILTINS[0], max_examples=5, seed=0).ok
@@ -214,7 +224,7 @@ def verify(
         seed = 0 if settings().derandomize else random.SystemRandom().randrange(2**32)
     options = make_options(dtype, directions, elementwise_limit, seed)
     started = time.perf_counter()
-    search = _Search(derivation, options)
+    search = _Search(derivation, options, progress)
 
     failing = search.find(examples(derivation), budget)
     if failing is not None and search.declaration_error is None:

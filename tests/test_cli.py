@@ -149,3 +149,31 @@ def test_python_dash_m_runs_the_same_command(targets):
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["results"][0]["verdict"] == "pass"
+
+
+def test_colour_only_when_asked_or_on_a_terminal(targets):
+    _, plain = _run("verify", str(targets["good"]), "--max-examples", "3")
+    assert "\033[" not in plain
+    _, coloured = _run("verify", str(targets["good"]), "--max-examples", "3", "--color", "always")
+    assert "\033[32mPASS" in coloured
+
+
+def test_progress_goes_to_a_terminal_only(targets, capsys):
+    _run("verify", str(targets["good"]), "--max-examples", "3")
+    assert "examples" not in capsys.readouterr().err  # stderr is not a terminal here
+
+
+def test_table_columns_stay_aligned_with_colour():
+    from gradcheck.cli import Outcome, format_table
+    from gradcheck.derivations import BUILTINS
+
+    outcomes = [
+        Outcome(d, v, "", None, 1.0) for d, v in zip(BUILTINS[:2], ["pass", "fail"], strict=True)
+    ]
+    plain = format_table(outcomes).splitlines()
+    coloured = format_table(outcomes, colour=True).splitlines()
+    strip = [
+        line.replace("\033[32m", "").replace("\033[31m", "").replace("\033[0m", "")
+        for line in coloured
+    ]
+    assert strip == plain
