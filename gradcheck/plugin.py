@@ -9,6 +9,7 @@ problem in the declaration (a forward that is no torch spec) an error.
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -99,7 +100,8 @@ class DerivationItem(pytest.Item):
         )
         self.user_properties.append(("gradcheck_seed", report.seed))
         if not report.ok:
-            raise GradcheckFailure(report)
+            command = f"pytest {self.nodeid} --gradcheck-seed {report.seed}"
+            raise GradcheckFailure(replace(report, reproduce=command))
 
     def repr_failure(
         self,

@@ -69,6 +69,9 @@ def test_the_seed_option_reproduces_the_report(derivation_file):
     second = derivation_file.runpytest("--gradcheck-seed", "5", "-k", "wrong_square")
     pick = [line for line in first.outlines if "dims:" in line]
     assert pick and pick == [line for line in second.outlines if "dims:" in line]
+    first.stdout.fnmatch_lines(
+        ["*reproduce: pytest test_derivations.py::wrong_square --gradcheck-seed 5*"]
+    )
 
 
 def test_assert_helper_raises_an_assertion_error_with_the_report(pytester: pytest.Pytester):
