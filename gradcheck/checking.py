@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -202,6 +202,45 @@ class Probe:
     slope: Slope
 
 
+# (input name, direction, its slope, autograd's slope at the point) -> whether autograd's
+# gradient changes within the finite-difference step: a non-differentiable point.
+Jumps = Callable[[str, np.ndarray, Slope, float], bool]
+
+
+def _jumps_for(
+    derivation: Derivation,
+    point: Mapping[str, np.ndarray],
+    grad_output: np.ndarray | None,
+    params: Mapping[str, Any],
+) -> Jumps:
+    """When finite differences and autograd disagree, look at autograd's slope a step away
+    on either side. At a kink the finite difference lies between them while autograd's value
+    at the point is not theirs (several hinges can even make the spec smooth along one
+    direction with a slope no single subgradient gives). A spec autograd misreads (a
+    detach) is misread the same way a step away: then the disagreement stands."""
+
+    def slope_at(name: str, direction: np.ndarray, t: float) -> float:
+        moved = dict(point)
+        moved[name] = point[name] + t * direction
+        nearby = autograd_gradients(
+            derivation.name, derivation.forward, moved, [name], lambda _: grad_output, params
+        )
+        return _dot(nearby.gradients[name], direction)
+
+    def jumps(name: str, direction: np.ndarray, slope: Slope, along_reference: float) -> bool:
+        after = slope_at(name, direction, slope.step)
+        before = slope_at(name, direction, -slope.step)
+        # Where the spec is smooth, the mean of the two is autograd's slope at the point up
+        # to O(step**2), whatever the curvature; at a hinge it is the finite difference.
+        mean = (after + before) / 2
+        return (
+            abs(mean - along_reference) > slope.allowed
+            and abs(mean - slope.central) <= slope.allowed + abs(after - before) / 2
+        )
+
+    return jumps
+
+
 def _probes(
     spec: ScalarSpec,
     name: str,
@@ -233,6 +272,7 @@ def _judge_probes(
     reference: np.ndarray,
     hand_allowed: np.ndarray,
     compare_hand: bool,
+    jumps: Jumps,
 ) -> list[Problem]:
     """Where the probes side with autograd, hold the hand gradient to them; where they do
     not, say whether a kink or the spec is to blame."""
@@ -246,12 +286,13 @@ def _judge_probes(
             # The hand gradient may differ from the reference by its dtype's rounding.
             fd_allowed.append(slope.allowed + _dot(np.abs(probe.direction), hand_allowed))
             hand_values.append(_dot(hand_grad, probe.direction))
-        elif slope.kink:
+        elif slope.kink or jumps(name, probe.direction, slope, along_reference):
             problems.append(
                 Problem(
                     "kink",
                     f"a finite-difference step on {name!r} crosses a kink (one-sided "
-                    f"slopes {slope.left:.6g} and {slope.right:.6g}).",
+                    f"slopes {slope.left:.6g} and {slope.right:.6g}; autograd's gradient "
+                    "changes within the step).",
                     parameter=name,
                 )
             )
@@ -282,7 +323,11 @@ def _judge_probes(
 
 
 def _judge_mismatch(
-    spec: ScalarSpec, mismatch: Mismatch, hand_grad: np.ndarray, reference: np.ndarray
+    spec: ScalarSpec,
+    mismatch: Mismatch,
+    hand_grad: np.ndarray,
+    reference: np.ndarray,
+    jumps: Jumps,
 ) -> Problem:
     """Hand and autograd differ: move along the difference itself. If the spec is smooth
     there, finite differences must side with one of the two; if it has a kink there, more
@@ -311,6 +356,15 @@ def _judge_mismatch(
             "Finite differences agree with autograd along the difference (slope "
             f"{slope.central:.6g}, autograd {along_reference:.6g}, hand {along_hand:.6g}), "
             "so the derivation is wrong, not the spec.",
+        )
+    if jumps(name, delta, slope, along_reference):
+        return Problem(
+            "kink",
+            f"{name!r} differs from autograd at a point where the spec's gradient jumps: "
+            f"autograd's slope along the difference is {along_reference:.6g} here and "
+            f"{slope.central:.6g} a step away on either side, so ReLU-style units sit on "
+            "their hinges and more than one gradient is valid.",
+            parameter=name,
         )
     sides_with = (
         "the hand gradient" if abs(slope.central - along_hand) <= slope.allowed else "neither"
@@ -357,6 +411,7 @@ def evaluate(
     # Both references first, then the hand code: a numpy backward leaves BLAS threads
     # spinning that would slow every torch call after it.
     spec = ScalarSpec(derivation.name, derivation.forward, point, autograd.grad_output, params)
+    jumps = _jumps_for(derivation, point, autograd.grad_output, params)
     per_parameter = max(2, math.ceil(options.directions / len(derivation.wrt)))
     probes = {
         name: _probes(spec, name, point[name].shape, per_parameter, options, rng)
@@ -394,12 +449,12 @@ def evaluate(
             reference=f"torch autograd ({options.dtype} hand vs float64)",
         )
         if mismatch is not None:
-            verdict_problem = _judge_mismatch(spec, mismatch, hand_grad, reference)
+            verdict_problem = _judge_mismatch(spec, mismatch, hand_grad, reference, jumps)
             probe_count += 1
             (failures if verdict_problem.kind == "mismatch" else doubts).append(verdict_problem)
         found, unit = probes[name]
         for problem in _judge_probes(
-            name, found, unit, hand_grad, reference, hand_allowed, compare_hand=mismatch is None
+            name, found, unit, hand_grad, reference, hand_allowed, mismatch is None, jumps
         ):
             (failures if problem.kind == "mismatch" else doubts).append(problem)
 

@@ -441,3 +441,27 @@ def test_a_wrong_derivation_in_float32_is_not_excused_as_precision():
     report = check(mutants.missing_factor_two_net, _net_point(), dtype="float32")
     assert report.verdict == "fail"
     assert "precision" not in _kinds(report)
+
+
+def test_two_hinges_that_cancel_along_the_difference_are_inconclusive_not_errors():
+    # Units 0 and 2 sit on their hinges and move in opposite directions along hand - autograd:
+    # the spec is smooth along that line with a slope (4) that neither convention gives (8, 0).
+    point = {
+        "x": np.array([[-1.0, 0.0, 0.0]]),
+        "y": np.array([[-1.0, 0.0]]),
+        "w1": np.array([[0.0, -1.0, 0.0, 1.0], [-1.0, 1.0, -1.0, 1.0], [0.0, 0.0, -1.0, 1.0]]),
+        "w2": np.array([[0.0, 1.0], [-1.0, 1.0], [0.0, -1.0], [0.0, 1.0]]),
+    }
+    for derivation in (mutants.correct_mask_less, mutants.correct_mask_less_equal):
+        report = check(derivation, point, seed=277)
+        assert report.verdict == "inconclusive", str(report)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_correct_nets_on_integer_grids_full_of_hinges_never_fail(seed):
+    rng = np.random.default_rng(seed)
+    n, d_in, h, d_out = rng.integers(1, 6, 4)
+    grid = {"x": (n, d_in), "y": (n, d_out), "w1": (d_in, h), "w2": (h, d_out)}
+    point = {k: rng.integers(-1, 2, s).astype(float) for k, s in grid.items()}
+    for derivation in (mutants.correct_mask_less, two_layer.two_layer_relu_torch):
+        assert check(derivation, point, seed=seed).verdict in ("pass", "inconclusive")
