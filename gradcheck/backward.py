@@ -16,7 +16,7 @@ from threadpoolctl import ThreadpoolController
 from gradcheck.derivation import Derivation
 from gradcheck.report import Problem
 
-__all__ = ["BackwardResult", "run_backward"]
+__all__ = ["BackwardResult", "run_backward", "shape_hint", "single_threaded_blas"]
 
 DTYPES = {"float64": (np.float64, torch.float64), "float32": (np.float32, torch.float32)}
 
@@ -30,7 +30,7 @@ class BackwardResult:
 _BLAS = ThreadpoolController()
 
 
-def _single_threaded_blas(backend: str) -> Any:
+def single_threaded_blas(backend: str) -> Any:
     """OpenBLAS threads busy-wait after a call and then starve the torch calls that follow
     (measured: a check at the seeds' size took 120 ms instead of 42 ms on 2 cores). A check
     judges correctness, not speed, so the numpy backward runs on one BLAS thread."""
@@ -53,7 +53,10 @@ def _where_raised(exc: BaseException) -> str:
     return f" (at {last.filename}:{last.lineno} in {last.name})"
 
 
-def _shape_hint(got: tuple[int, ...], expected: tuple[int, ...]) -> str:
+def shape_hint(got: tuple[int, ...], expected: tuple[int, ...]) -> str:
+    """Why a gradient of shape ``got`` may have come back for an input of shape ``expected``."""
+    if got == expected[::-1] and len(got) > 1:
+        return "; it is transposed"
     if (
         got
         and np.prod(got) == np.prod(expected)
@@ -61,9 +64,8 @@ def _shape_hint(got: tuple[int, ...], expected: tuple[int, ...]) -> str:
     ):
         if len(got) > len(expected):
             return "; it has extra size-1 dims (keepdims=True, or a missing .reshape/[0])"
-        return "; size-1 dims were dropped (.squeeze() collapses a batch or width of 1)"
-    if got == expected[::-1]:
-        return "; it is transposed"
+        if len(got) < len(expected):
+            return "; size-1 dims were dropped (.squeeze() collapses a batch or width of 1)"
     return ""
 
 
@@ -88,7 +90,7 @@ def run_backward(
     pristine = {name: _as_numpy(value).copy() for name, value in arguments.items()}
 
     try:
-        with _single_threaded_blas(derivation.backend):
+        with single_threaded_blas(derivation.backend):
             returned = derivation.backward(**arguments, **copy.deepcopy(dict(params or {})))
     except Exception as exc:  # the hand derivation is user code: any failure is a verdict
         message = f"backward raised {type(exc).__name__}: {exc}{_where_raised(exc)}"
@@ -162,7 +164,7 @@ def run_backward(
                 Problem(
                     "shape",
                     f"gradient for {name!r} has shape {tuple(array.shape)}, but {name!r} has "
-                    f"shape {expected}{_shape_hint(tuple(array.shape), expected)}. The gradient "
+                    f"shape {expected}{shape_hint(tuple(array.shape), expected)}. The gradient "
                     "of an input has exactly that input's shape, even where broadcasting "
                     "would hide the difference.",
                     parameter=name,

@@ -74,7 +74,12 @@ def format_report(report: Report) -> str:
     each problem with its numbers, how to reproduce it."""
     lines = [f"gradcheck: {report.derivation} {HEADLINES[report.verdict]} ({report.dtype})"]
     if report.example is not None and report.verdict != "pass":
-        title = "Smallest failing example" if report.verdict == "fail" else "Example"
+        searched = report.reproduce is not None  # verify shrank it; check was given it
+        title = (
+            "Example"
+            if report.verdict != "fail"
+            else ("Smallest failing example" if searched else "Failing example")
+        )
         lines.append(f"{title} ({_shapes(report.example.inputs)}):")
         lines.extend(format_example(report.example, indent="  "))
     lines.extend(f"Diagnosis: {d}" for d in report.diagnoses)

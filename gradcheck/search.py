@@ -107,7 +107,7 @@ class _Search:
         for dim in self.derivation.dim_ranges:
             lowest = self._lowest(dim, best)
             for size in range(lowest, best.dims[dim]):
-                sizes = {**best.dims, dim: size}
+                sizes = self._repaired({**best.dims, dim: size}, best.params)
                 if not self._consistent(sizes, best.params):
                     continue
                 found = self._random_failure(sizes, best.params, rng)
@@ -165,6 +165,16 @@ class _Search:
     def _lowest(self, dim: str, example: Example) -> int:
         earlier = {**example.params, **example.dims}
         return dim_range(self.derivation, dim, earlier)[0]
+
+    def _repaired(self, sizes: Mapping[str, int], params: Mapping[str, Any]) -> dict[str, int]:
+        """Dims computed from others (D = C * H * W) follow a lowered dim to their new range."""
+        repaired = dict(sizes)
+        for dim, bound in self.derivation.dim_ranges.items():
+            if callable(bound):
+                low, high = dim_range(self.derivation, dim, {**params, **repaired})
+                if not low <= repaired[dim] <= high:
+                    repaired[dim] = low
+        return repaired
 
     def _consistent(self, sizes: Mapping[str, int], params: Mapping[str, Any]) -> bool:
         """Whether every dim still lies in its declared range (ranges may depend on dims)."""

@@ -465,3 +465,22 @@ def test_correct_nets_on_integer_grids_full_of_hinges_never_fail(seed):
     point = {k: rng.integers(-1, 2, s).astype(float) for k, s in grid.items()}
     for derivation in (mutants.correct_mask_less, two_layer.two_layer_relu_torch):
         assert check(derivation, point, seed=seed).verdict in ("pass", "inconclusive")
+
+
+def test_a_transposed_gradient_is_called_transposed_even_with_a_size_1_dim():
+    def backward(prev, weight, bias, grad_output):
+        result = linear_stack.layer_backward(prev, weight, bias, grad_output)
+        return {**result, "weight": result["weight"].T}
+
+    layer = linear_stack.linear_layer_vjp
+    derivation = Derivation(
+        name="transposed",
+        forward=layer.forward,
+        backward=backward,
+        shapes=layer.shapes,
+        wrt=layer.wrt,
+    )
+    point = {"prev": np.ones((3, 2)), "weight": np.ones((2, 1)), "bias": np.ones(1)}
+    report = check(derivation, point)
+    assert "has shape (1, 2), but 'weight' has shape (2, 1); it is transposed" in str(report)
+    assert "Failing example" in str(report) and "Smallest" not in str(report)

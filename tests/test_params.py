@@ -166,3 +166,25 @@ def test_bad_params_and_integer_declarations_raise(changes, fragment):
     with pytest.raises(DerivationError) as raised:
         Derivation(**{**base, **changes})
     assert fragment in str(raised.value)
+
+
+def _flatten_forward(x, w):
+    return (x.reshape(-1) * w).sum()
+
+
+def _flatten_backward_doubled(x, w):
+    return {"x": 2 * w.reshape(x.shape), "w": x.reshape(-1)}
+
+
+def test_a_dim_computed_from_others_follows_them_down_when_shrinking():
+    derivation = Derivation(
+        name="flatten",
+        forward=_flatten_forward,
+        backward=_flatten_backward_doubled,
+        shapes={"x": ("A", "B"), "w": ("D",)},
+        wrt=["x", "w"],
+        dims={"A": (1, 4), "B": (1, 4), "D": lambda s: (s["A"] * s["B"],) * 2},
+    )
+    report = verify(derivation)
+    assert report.example is not None
+    assert report.example.dims == {"A": 1, "B": 1, "D": 1}
