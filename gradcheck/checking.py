@@ -87,23 +87,23 @@ def require_derivation(derivation: Any) -> Derivation:
     return derivation
 
 
-def _point(
-    derivation: Derivation, inputs: Any
+def validated_point(
+    derivation: Derivation, inputs: Any, *, caller: str | None = None
 ) -> tuple[dict[str, np.ndarray], dict[str, int], dict[str, Any]]:
     """Copies of ``inputs`` (float64, int64 for integer inputs) checked against the declared
-    shapes; the dim sizes they imply; the hyperparameters among them."""
-    name = derivation.name
+    shapes; the dim sizes they imply; the hyperparameters among them. Errors begin with
+    ``caller`` (default ``check('name')``)."""
+    where = caller or f"check({derivation.name!r})"
     if not isinstance(inputs, Mapping):
         raise DerivationError(
-            f"check({name!r}): inputs must be a mapping {{input name: array}}, "
-            f"got {type(inputs).__name__}."
+            f"{where}: inputs must be a mapping {{input name: array}}, got {type(inputs).__name__}."
         )
     expected = [*derivation.shapes, *derivation.param_choices]
     missing = [key for key in expected if key not in inputs]
     extra = [key for key in inputs if key not in expected]
     if missing or extra:
         raise DerivationError(
-            f"check({name!r}): inputs must hold exactly {', '.join(expected)}"
+            f"{where}: inputs must hold exactly {', '.join(expected)}"
             + (f"; missing {', '.join(missing)}" if missing else "")
             + (f"; not declared in shapes or params: {', '.join(map(str, extra))}" if extra else "")
             + "."
@@ -113,22 +113,22 @@ def _point(
     sizes: dict[str, int] = {}
     seen_at: dict[str, str] = {}
     for key, declared in derivation.shapes.items():
-        array = _as_array(name, key, inputs[key], integer=key in (derivation.integers or {}))
+        array = _as_array(where, key, inputs[key], integer=key in (derivation.integers or {}))
         if array.ndim != len(declared):
             raise DerivationError(
-                f"check({name!r}): inputs[{key!r}] has shape {array.shape}, but shapes "
+                f"{where}: inputs[{key!r}] has shape {array.shape}, but shapes "
                 f"declares {declared} ({len(declared)} dims)."
             )
         for axis, (dim, size) in enumerate(zip(declared, array.shape, strict=True)):
             if isinstance(dim, int) and size != dim:
                 raise DerivationError(
-                    f"check({name!r}): inputs[{key!r}] has size {size} on axis {axis}; "
+                    f"{where}: inputs[{key!r}] has size {size} on axis {axis}; "
                     f"shapes fixes it at {dim}."
                 )
             if isinstance(dim, str):
                 if dim in sizes and sizes[dim] != size:
                     raise DerivationError(
-                        f"check({name!r}): dim {dim!r} is {sizes[dim]} in inputs"
+                        f"{where}: dim {dim!r} is {sizes[dim]} in inputs"
                         f"[{seen_at[dim]!r}] but {size} in inputs[{key!r}]."
                     )
                 sizes.setdefault(dim, size)
@@ -137,22 +137,21 @@ def _point(
     return point, sizes, params
 
 
-def _as_array(name: str, key: str, value: Any, *, integer: bool) -> np.ndarray:
+def _as_array(where: str, key: str, value: Any, *, integer: bool) -> np.ndarray:
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().numpy()
     try:
         array = np.array(value)  # a copy: the caller's stays untouched
         array = array.astype(np.int64 if integer else np.float64)
     except (TypeError, ValueError) as exc:
-        raise DerivationError(f"check({name!r}): inputs[{key!r}] is not numeric ({exc}).") from exc
+        raise DerivationError(f"{where}: inputs[{key!r}] is not numeric ({exc}).") from exc
     if integer and not np.array_equal(array, np.array(value, dtype=np.float64)):
         raise DerivationError(
-            f"check({name!r}): inputs[{key!r}] is an integer input but holds non-integers."
+            f"{where}: inputs[{key!r}] is an integer input but holds non-integers."
         )
     if not integer and not np.isfinite(array).all():
         raise DerivationError(
-            f"check({name!r}): inputs[{key!r}] holds NaN or inf; gradients are checked "
-            "at finite points."
+            f"{where}: inputs[{key!r}] holds NaN or inf; gradients are checked at finite points."
         )
     return array
 
@@ -580,7 +579,7 @@ def check(
     """
     derivation = require_derivation(derivation)
     options = make_options(dtype, directions, elementwise_limit, seed)
-    point, sizes, params = _point(derivation, inputs)
+    point, sizes, params = validated_point(derivation, inputs)
     report = evaluate(derivation, point, sizes, options, grad_output, params)
     return with_diagnoses(derivation, report)
 
