@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ import numpy as np
 import torch
 from threadpoolctl import ThreadpoolController
 
-from gradcheck.derivation import Derivation
+from gradcheck.derivation import Derivation, DerivationError
 from gradcheck.report import Problem
 
 __all__ = ["BackwardResult", "run_backward", "shape_hint", "single_threaded_blas"]
@@ -25,6 +26,7 @@ DTYPES = {"float64": (np.float64, torch.float64), "float32": (np.float32, torch.
 class BackwardResult:
     gradients: dict[str, np.ndarray]  # float64 copies of what came back, for the names that did
     problems: tuple[Problem, ...]
+    unchecked: tuple[str, ...] = ()  # names returned that are not in wrt
 
 
 _BLAS = ThreadpoolController()
@@ -41,8 +43,33 @@ def single_threaded_blas(backend: str) -> Any:
 
 def _as_numpy(value: Any) -> np.ndarray:
     if isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy()
+        value = value.detach().cpu()
+        if value.dtype in (torch.bfloat16, torch.float16):
+            value = value.to(torch.float32)  # exact; numpy has no bfloat16
+        return value.numpy()
     return np.asarray(value)
+
+
+def _check_signature(derivation: Derivation, arguments: Mapping[str, Any]) -> None:
+    """A backward that cannot take the arguments is a declaration problem, not a verdict."""
+    try:
+        signature = inspect.signature(derivation.backward)
+    except (TypeError, ValueError):  # builtins and some C callables have none: just call
+        return
+    try:
+        signature.bind(**arguments)
+    except TypeError as exc:
+        vjp = "grad_output" in arguments
+        raise DerivationError(
+            f"Derivation {derivation.name!r}: backward cannot be called with "
+            f"{', '.join(arguments)} ({exc}). "
+            + (
+                "The forward returns a tensor with dims, so the backward also receives "
+                "grad_output: accept it, or return a 0-d loss from the forward."
+                if vjp
+                else "It receives every input of shapes (and every param) by name."
+            )
+        ) from None
 
 
 def _where_raised(exc: BaseException) -> str:
@@ -88,6 +115,7 @@ def run_backward(
         go = np.array(grad_output, dtype=np_dtype)
         arguments["grad_output"] = torch.from_numpy(go) if derivation.backend == "torch" else go
     pristine = {name: _as_numpy(value).copy() for name, value in arguments.items()}
+    _check_signature(derivation, {**arguments, **dict(params or {})})
 
     try:
         with single_threaded_blas(derivation.backend):
@@ -184,4 +212,5 @@ def run_backward(
             )
             continue
         gradients[name] = np.array(array, dtype=np.float64)
-    return BackwardResult(gradients, tuple(problems))
+    unchecked = tuple(str(name) for name in returned if name not in derivation.wrt)
+    return BackwardResult(gradients, tuple(problems), unchecked)

@@ -158,6 +158,9 @@ def _run_one(
         )
     except DerivationError as exc:
         return Outcome(derivation, "error", str(exc), None, time.perf_counter() - started)
+    except Exception as exc:  # one derivation's surprise must not cost the others' results
+        reason = f"gradcheck could not verify {derivation.name!r}: {type(exc).__name__}: {exc}"
+        return Outcome(derivation, "error", reason, None, time.perf_counter() - started)
     command = " ".join(
         part
         for part in (

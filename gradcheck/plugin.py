@@ -120,6 +120,12 @@ class DerivationItem(pytest.Item):
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    examples = config.getoption("gradcheck_max_examples", None)
+    if examples is not None and examples < 1:
+        raise pytest.UsageError(f"--gradcheck-max-examples={examples}: give at least 1.")
+    seed = config.getoption("gradcheck_seed", None)
+    if seed is not None and seed < 0:
+        raise pytest.UsageError(f"--gradcheck-seed={seed}: give a seed >= 0.")
     config.addinivalue_line(
         "markers", "gradcheck: a Derivation collected and verified by the gradcheck plugin"
     )

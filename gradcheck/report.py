@@ -28,6 +28,7 @@ PROBLEM_KINDS = (
     "precision",  # right in float64, wrong in the requested dtype
     "references_disagree",  # autograd and finite differences disagree: the spec or point
     "kink",  # the point is non-differentiable: inconclusive
+    "unresolved",  # hand and autograd differ below what finite differences resolve
 )
 
 

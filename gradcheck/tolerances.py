@@ -24,11 +24,17 @@ class Tolerance:
     atol_scale: float
     atol_floor: float
     reason: str
+    # Rounding of the inputs themselves moves an ill-conditioned gradient (2*(x - mean(x))
+    # at x ~ 1e8 moves by ~1e-8): the noise measured at the point is allowed, up to this
+    # share of the largest reference element, so that no real bug hides behind it.
 
-    def allowed(self, reference: np.ndarray) -> np.ndarray:
-        """Per-element allowed absolute difference against ``reference``."""
+    conditioning_cap: float
+
+    def allowed(self, reference: np.ndarray, floor: float | None = None) -> np.ndarray:
+        """Per-element allowed absolute difference against ``reference``. ``floor``, when
+        given, replaces the fixed ``atol_floor`` with one derived from the point."""
         scale = float(np.max(np.abs(reference))) if reference.size else 0.0
-        atol = max(self.atol_scale * scale, self.atol_floor)
+        atol = max(self.atol_scale * scale, self.atol_floor if floor is None else floor)
         return atol + self.rtol * np.abs(reference)
 
 
@@ -41,6 +47,7 @@ AUTOGRAD: dict[str, Tolerance] = {
         # ~1e-13 of the largest term. 1e-9 leaves four decades of margin and still sees a
         # bug in the ninth significant digit.
         reason="float64: eps 2.2e-16, reordered sums of <=1e4 terms differ by ~1e-13",
+        conditioning_cap=1e-5,
     ),
     "float32": Tolerance(
         rtol=1e-3,
@@ -51,6 +58,7 @@ AUTOGRAD: dict[str, Tolerance] = {
         # autograd. 1e-4 leaves a factor 50; the smallest bug the suite plants (a
         # constant factor 2) is 1e4 times larger.
         reason="float32: eps 1.2e-7, measured ~2e-6 of max on the seed net at N=64",
+        conditioning_cap=1e-2,
     ),
 }
 

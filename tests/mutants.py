@@ -196,5 +196,19 @@ mean_loss_summed_gradient = Derivation(
     dims={"N": (3, 8)},  # from 3: at N = 2 a factor N reads as a plain 2
 )
 
+
+def _wrong_when_square(x, w):
+    grad = x.T @ np.ones((x.shape[0], w.shape[1]))
+    return {"w": grad.T if w.shape[0] == w.shape[1] else grad}
+
+
+square_only_bug = Derivation(
+    name="square_only_bug",
+    forward=lambda x, w: (x @ w).sum(),
+    backward=_wrong_when_square,
+    shapes={"x": ("N", "D"), "w": ("D", "H")},
+    wrt=["w"],
+)
+
 correct_mask_less = _two_layer(mask_less)
 correct_mask_less_equal = _two_layer(mask_less_equal)

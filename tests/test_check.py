@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from gradcheck import Derivation, DerivationError, check
+from gradcheck import Derivation, DerivationError, check, verify
 from gradcheck.derivations import linear_stack, relu_function, scalar_chain, two_layer
 from tests import mutants
 
@@ -123,7 +123,7 @@ def test_a_real_bug_at_a_kink_point_is_not_excused_elsewhere():
 
 def test_custom_relu_function_at_zero_input_is_inconclusive():
     report = check(relu_function.my_relu_function, {"x": np.array([[0.0, 1.0], [-1.0, 2.0]])})
-    assert report.verdict in ("pass", "inconclusive")
+    assert report.verdict == "inconclusive"
     assert report.ok
 
 
@@ -467,6 +467,29 @@ def test_correct_nets_on_integer_grids_full_of_hinges_never_fail(seed):
         assert check(derivation, point, seed=seed).verdict in ("pass", "inconclusive")
 
 
+def test_bugs_on_integer_grids_full_of_hinges_still_fail_where_they_show():
+    verdicts = {mutant.name: [] for mutant in GRID_MUTANTS}
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        n, d_in, h, d_out = rng.integers(1, 6, 4)
+        grid = {"x": (n, d_in), "y": (n, d_out), "w1": (d_in, h), "w2": (h, d_out)}
+        point = {k: rng.integers(-1, 2, s).astype(float) for k, s in grid.items()}
+        for mutant in GRID_MUTANTS:
+            verdicts[mutant.name].append(check(mutant, point, seed=seed).verdict)
+    for name, found in verdicts.items():
+        assert "error" not in found, name
+        # measured: 23 to 36 of 40 points show each bug; half of them is the floor here
+        assert found.count("fail") >= 20, (name, found.count("fail"))
+
+
+GRID_MUTANTS = (
+    mutants.seed004_stale_w2,
+    mutants.missing_relu_mask_net,
+    mutants.seed001_mask_from_gradient,
+    mutants.missing_factor_two_net,
+)
+
+
 def test_a_transposed_gradient_is_called_transposed_even_with_a_size_1_dim():
     def backward(prev, weight, bias, grad_output):
         result = linear_stack.layer_backward(prev, weight, bias, grad_output)
@@ -484,3 +507,173 @@ def test_a_transposed_gradient_is_called_transposed_even_with_a_size_1_dim():
     report = check(derivation, point)
     assert "has shape (1, 2), but 'weight' has shape (2, 1); it is transposed" in str(report)
     assert "Failing example" in str(report) and "Smallest" not in str(report)
+
+
+# -- found by review: points where a weaker checker gave the wrong verdict -----------------
+
+
+def _scaled_subgradient(factor):
+    def backward(x, y, w1, w2):
+        result = mutants.mask_less(x, y, w1, w2)
+        return {"w1": factor * result["w1"], "w2": result["w2"]}
+
+    return _net(backward)
+
+
+@pytest.mark.parametrize("factor", [3.0, -5.0, 100.0], ids=["x3", "x-5", "x100"])
+def test_a_wrong_gradient_is_not_excused_because_one_unit_sits_on_its_hinge(factor):
+    # h = [0, 1]: unit 0 on its hinge, unit 1 plainly active
+    point = {"x": [[1.0, -1.0]], "y": [[2.0]], "w1": [[1.0, 2.0], [1.0, 1.0]], "w2": [[1.0], [1.0]]}
+    assert check(_net(mutants.mask_less), point).verdict == "inconclusive"
+    assert check(_scaled_subgradient(factor), point).verdict == "fail"
+
+
+def test_inputs_of_very_different_scales_get_steps_of_their_own_size():
+    def forward(x, w, t):  # logistic regression on unnormalised features
+        return torch.nn.functional.binary_cross_entropy_with_logits(x @ w, t, reduction="sum")
+
+    def backward(x, w, t, halve=False):
+        p = 1 / (1 + np.exp(-(x @ w)))
+        return {"w": x.T @ (p - t) * (0.5 if halve else 1.0)}
+
+    shapes = {"x": ("N", "D"), "w": ("D",), "t": ("N",)}
+    bounds = {"x": (5e3, 2e4), "w": (-1e-4, 1e-4), "t": (0.0, 1.0)}
+    right = Derivation(
+        name="logreg", forward=forward, backward=backward, shapes=shapes, wrt=["w"], bounds=bounds
+    )
+    wrong = Derivation(
+        name="logreg_half",
+        forward=forward,
+        backward=lambda x, w, t: backward(x, w, t, halve=True),
+        shapes=shapes,
+        wrt=["w"],
+        bounds=bounds,
+    )
+    assert verify(right, max_examples=30).verdict == "pass"
+    assert verify(wrong, max_examples=30).verdict == "fail"
+
+
+def test_a_log_of_small_values_is_not_stepped_past_zero():
+    derivation = Derivation(
+        name="weighted_log",
+        forward=lambda x, y: (torch.log(x) * y).sum(),
+        backward=lambda x, y: {"x": y / x},
+        shapes={"x": ("N",), "y": ("N",)},
+        wrt=["x"],
+        bounds={"x": (1e-3, 1.0), "y": (1.0, 1e3)},
+    )
+    assert verify(derivation, max_examples=30).verdict == "pass"
+
+
+def test_an_ill_conditioned_point_is_not_a_failure():
+    derivation = Derivation(
+        name="centered",
+        forward=lambda x: ((x - x.mean()) ** 2).sum(),
+        backward=lambda x: {"x": 2 * (x - x.mean())},
+        shapes={"x": ("N",)},
+        wrt=["x"],
+        bounds={"x": (1e8, 1e8 + 1.0)},
+    )
+    assert verify(derivation, max_examples=30).verdict == "pass"
+
+
+def test_a_bug_in_a_tiny_loss_is_still_caught():
+    wrong = Derivation(
+        name="tiny",
+        forward=lambda x: 1e-13 * (x**2).sum(),
+        backward=lambda x: {"x": 1e-13 * x},
+        shapes={"x": ("N",)},
+        wrt=["x"],
+    )
+    zero = Derivation(
+        name="tiny_zero",
+        forward=lambda x: 1e-13 * (x**2).sum(),
+        backward=lambda x: {"x": np.zeros_like(x)},
+        shapes={"x": ("N",)},
+        wrt=["x"],
+    )
+    assert verify(wrong, max_examples=20).verdict == "fail"
+    assert verify(zero, max_examples=20).verdict == "fail"
+
+
+def test_a_spec_computed_in_float32_is_a_declaration_error():
+    derivation = Derivation(
+        name="f32_spec",
+        forward=lambda x: (x.float() ** 2).sum(),
+        backward=lambda x: {"x": 2 * x},
+        shapes={"x": ("N",)},
+        wrt=["x"],
+    )
+    with pytest.raises(DerivationError, match="compute it in float64"):
+        check(derivation, {"x": np.ones(3)})
+
+
+def test_a_loss_of_shape_1_with_a_backward_without_grad_output_is_a_declaration_error():
+    derivation = Derivation(
+        name="keepdim_loss",
+        forward=lambda x: (x**2).sum(0, keepdim=True),
+        backward=lambda x: {"x": 2 * x},
+        shapes={"x": ("N",)},
+        wrt=["x"],
+    )
+    with pytest.raises(DerivationError, match="also receives grad_output"):
+        check(derivation, {"x": np.ones(3)})
+
+
+@pytest.mark.parametrize(
+    ("grad_output", "fragment"),
+    [([1.0, np.nan, 3.0], "grad_output holds NaN"), ("abc", "grad_output is not numeric")],
+    ids=["NaN grad_output", "text grad_output"],
+)
+def test_grad_output_is_validated_like_an_input(grad_output, fragment):
+    derivation = Derivation(
+        name="double",
+        forward=lambda x: 2 * x,
+        backward=lambda x, grad_output: {"x": 2 * grad_output},
+        shapes={"x": ("N",)},
+        wrt=["x"],
+    )
+    with pytest.raises(DerivationError, match=fragment):
+        check(derivation, {"x": np.ones(3)}, grad_output=grad_output)
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [(np.zeros(0), "with no elements"), (np.ones(2) * 1j, "is complex")],
+    ids=["empty input", "complex input"],
+)
+def test_empty_and_complex_inputs_are_rejected(value, fragment):
+    derivation = Derivation(
+        name="sq",
+        forward=lambda x: (x**2).sum(),
+        backward=lambda x: {"x": 2 * x},
+        shapes={"x": ("N",)},
+        wrt=["x"],
+    )
+    with pytest.raises(DerivationError, match=fragment):
+        check(derivation, {"x": value})
+
+
+def test_a_gradient_returned_for_an_input_not_in_wrt_is_noted():
+    def backward(x, y, w1, w2):
+        return {**two_layer.backward_numpy(x, y, w1, w2), "x": np.zeros_like(x)}
+
+    report = check(_net(backward), _net_point())
+    assert report.verdict == "pass"
+    assert "also returned 'x', not in wrt: not checked" in str(report)
+
+
+def test_a_bfloat16_gradient_is_read_not_crashed_on():
+    def backward(x):
+        return {"x": (2 * x).to(torch.bfloat16)}
+
+    derivation = Derivation(
+        name="bf16",
+        forward=lambda x: (x**2).sum(),
+        backward=backward,
+        shapes={"x": ("N",)},
+        wrt=["x"],
+        backend="torch",
+    )
+    report = check(derivation, {"x": np.array([0.5, 1.0])})
+    assert report.verdict == "pass"  # 2 * x is exact in bfloat16 at these values

@@ -177,3 +177,24 @@ def test_table_columns_stay_aligned_with_colour():
         for line in coloured
     ]
     assert strip == plain
+
+
+def test_one_derivation_that_crashes_the_checker_is_an_error_not_a_lost_run(tmp_path, monkeypatch):
+    import gradcheck.search
+
+    path = tmp_path / "two.py"
+    path.write_text(DERIVATIONS.split("not_a_spec")[0])
+    real_verify = gradcheck.search.verify
+
+    def verify(derivation, **options):
+        if derivation.name == "bad_square":
+            raise RuntimeError("surprise")
+        return real_verify(derivation, **options)
+
+    monkeypatch.setattr(gradcheck.search, "verify", verify)
+    code, out = _run("verify", str(path), "--json", "--max-examples", "5")
+    results = {r["name"]: r for r in json.loads(out)["results"]}
+    assert code == 1
+    assert results["good_square"]["verdict"] == "pass"
+    assert results["bad_square"]["verdict"] == "error"
+    assert "RuntimeError: surprise" in results["bad_square"]["message"]

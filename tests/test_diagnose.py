@@ -82,9 +82,14 @@ def test_each_kind_of_bug_gets_its_diagnosis(derivation, fragment):
         (mutants.seed002_squeeze, "collapses a size-1 dim"),
         (mutants.missing_relu_mask_net, "ReLU masks left out"),
     ],
-    ids=["seed 001 numpy", "seed 001 torch", "seed 004 stale w2", "seed 002 squeeze",
-         "missing mask"],
-)  # fmt: skip
+    ids=[
+        "seed 001 numpy",
+        "seed 001 torch",
+        "seed 004 stale w2",
+        "seed 002 squeeze",
+        "missing mask",
+    ],
+)
 def test_seed_bugs_get_the_right_diagnosis(derivation, fragment):
     assert fragment in _diagnoses(derivation)
 
@@ -108,10 +113,34 @@ def test_factor_descriptions():
     assert clean_factor(1.0123, {}) is None
 
 
-@pytest.mark.parametrize("derivation", BUILTINS, ids=lambda d: f"{d.name} gets no diagnosis")
-def test_correct_derivations_get_no_diagnosis(derivation):
-    report = verify(derivation, max_examples=10)
-    assert report.verdict == "pass" and report.diagnoses == ()
+def test_a_gradient_that_matches_gets_no_pattern_diagnosis():
+    reference = np.array([[1.0, -2.0], [0.5, 3.0]])
+    allowed = np.full(reference.shape, 1e-9)
+    assert diagnose_gradient("w", reference.copy(), reference, allowed, inputs={}, dims={}) == []
+
+
+def test_rounding_sized_differences_are_not_called_a_factor_of_1():
+    reference = np.array([1.0, 2.0, 3.0])
+    found = diagnose_gradient(
+        "w", reference * (1 + 1e-12), reference, np.full(3, 1e-15), inputs={}, dims={}
+    )
+    assert not any("factor" in line for line in found)
+
+
+@pytest.mark.parametrize("derivation", BUILTINS[:2], ids=["numpy net", "torch net"])
+def test_no_known_mistake_reproduces_a_correct_gradient(derivation):
+    from gradcheck.counterfactual import explain
+    from gradcheck.tolerances import for_dtype
+
+    point = {
+        "x": np.array([[1.0, -0.5]]),
+        "y": np.array([[0.3]]),
+        "w1": np.array([[0.7, -1.2], [0.4, 0.9]]),
+        "w2": np.array([[1.1], [-0.8]]),
+    }
+    report = check(derivation, point)
+    assert report.verdict == "pass" and report.example is not None
+    assert explain(derivation, report.example, report.gradients, for_dtype("float64")) == []
 
 
 def test_check_diagnoses_at_a_single_point_too():

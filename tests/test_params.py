@@ -188,3 +188,22 @@ def test_a_dim_computed_from_others_follows_them_down_when_shrinking():
     report = verify(derivation)
     assert report.example is not None
     assert report.example.dims == {"A": 1, "B": 1, "D": 1}
+
+
+def test_a_spec_writing_into_a_param_never_reaches_the_callers_object():
+    config = {"mode": "train"}
+
+    def forward(x, cfg):
+        cfg["calls"] = cfg.get("calls", 0) + 1
+        return (x**2).sum()
+
+    derivation = Derivation(
+        name="writes_param",
+        forward=forward,
+        backward=lambda x, cfg: {"x": 2 * x},
+        shapes={"x": ("N",)},
+        wrt=["x"],
+        params={"cfg": [config]},
+    )
+    assert verify(derivation, max_examples=10).verdict == "pass"
+    assert config == {"mode": "train"}

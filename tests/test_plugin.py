@@ -65,6 +65,17 @@ def test_verdicts_are_the_same_across_xdist_workers(derivation_file):
     result.stdout.fnmatch_lines(["*wrong_square FAILED*", "*Diagnosis: 'x' is off by*"])
 
 
+@pytest.mark.parametrize(
+    ("option", "fragment"),
+    [(["--gradcheck-max-examples", "0"], "give at least 1"), (["--gradcheck-seed", "-1"], ">= 0")],
+    ids=["zero examples", "negative seed"],
+)
+def test_bad_plugin_options_are_usage_errors(derivation_file, option, fragment):
+    result = derivation_file.runpytest(*option)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{fragment}*"])
+
+
 def test_collection_can_be_turned_off(derivation_file):
     result = derivation_file.runpytest("--gradcheck-no-collect")
     result.assert_outcomes(passed=1)

@@ -22,11 +22,23 @@ def test_values_in_a_positive_range_stay_in_it(value):
 
 
 @given(st.data())
-def test_arrays_large_and_small_stay_in_bounds(data):
+def test_arrays_large_and_small_stay_in_bounds_and_off_the_zero_band(data):
     shape = data.draw(st.sampled_from([(2, 3), (40, 3), (1,), ()]))
-    drawn = data.draw(array(shape, low=-1.0, high=1.0))
+    low, high = data.draw(st.sampled_from([(-1.0, 1.0), (-50.0, 50.0), (-10.0, 3.0), (2.0, 5.0)]))
+    drawn = data.draw(array(shape, low=low, high=high))
     assert drawn.shape == shape
-    assert np.all(np.abs(drawn) <= 1.0) and np.all(np.abs(drawn) >= 1.0 / KINK_MARGIN)
+    assert np.all((low <= drawn) & (drawn <= high))
+    if low < 0 < high:
+        assert np.all(np.abs(drawn) >= max(-low, high) / KINK_MARGIN)
+
+
+def test_seeded_arrays_spread_over_both_sides_of_a_wide_range():
+    from gradcheck.strategies import _seeded_array
+
+    drawn = _seeded_array((2000,), -50.0, 50.0, 0)
+    assert drawn.min() < -40 and drawn.max() > 40
+    assert np.abs(drawn).min() >= 50.0 / KINK_MARGIN
+    assert np.abs(drawn).min() < 1.0  # the band is narrow: values near zero are drawn too
 
 
 @settings(max_examples=200)

@@ -96,3 +96,9 @@ def test_the_same_seed_reproduces_the_same_smallest_example():
 )
 def test_both_subgradient_conventions_pass_verify(derivation):
     assert verify(derivation).verdict == "pass"
+
+
+def test_a_bug_only_for_square_weights_shrinks_with_both_dims_together():
+    report = verify(mutants.square_only_bug)
+    assert report.example is not None
+    assert report.example.dims["D"] == report.example.dims["H"] == 2, str(report)

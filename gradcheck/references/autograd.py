@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +37,9 @@ def call_forward(
 ) -> torch.Tensor:
     """Call the spec and insist on a floating torch tensor back, naming the fix if not."""
     try:
-        output = forward(**tensors, **(params or {}))
+        # A fresh copy of the params every call: a spec that writes into a dict param
+        # (a running statistic, a counter) must not reach the caller's declaration.
+        output = forward(**tensors, **copy.deepcopy(dict(params or {})))
     except Exception as exc:  # the spec is user code: any failure is a declaration problem
         raise DerivationError(
             f"Derivation {name!r}: forward raised {type(exc).__name__}: {exc}. The forward is "
@@ -51,6 +54,13 @@ def call_forward(
         raise DerivationError(
             f"Derivation {name!r}: forward returned a {output.dtype} tensor; it must be "
             "floating point to be differentiated."
+        )
+    if output.dtype != torch.float64:
+        # Rounding a spec to float32 would make the reference, not the derivation, wrong.
+        raise DerivationError(
+            f"Derivation {name!r}: forward returned a {output.dtype} tensor; the spec is "
+            "the float64 reference, so compute it in float64 (drop any .float() or "
+            ".to(torch.float32) inside it)."
         )
     return output
 
@@ -87,7 +97,7 @@ def autograd_gradients(
         for key, grad in zip(wrt, grads, strict=True)
     }
     return AutogradResult(
-        output=output.detach().to(torch.float64).numpy().copy(),
+        output=output.detach().numpy().copy(),
         gradients=gradients,
         grad_output=grad_output,
     )

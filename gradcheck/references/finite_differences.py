@@ -54,14 +54,15 @@ class ScalarSpec:
         self._params = dict(params or {})
         self._inputs = {k: as_tensor(v) for k, v in inputs.items()}
         self._grad_output = None if grad_output is None else torch.from_numpy(grad_output)
-        # The typical size of the values: the largest root-mean-square over the inputs.
-        rms = [
-            float(np.sqrt(np.mean(np.square(v))))
-            for v in inputs.values()
+        # The typical size of each input's values: its root-mean-square.
+        self._rms = {
+            k: float(np.sqrt(np.mean(np.square(v))))
+            for k, v in inputs.items()
             if np.size(v) and not np.issubdtype(v.dtype, np.integer)
-        ]
-        self._value_scale = max(rms, default=1.0) or 1.0
+        }
+        self._value_scale = max(self._rms.values(), default=1.0) or 1.0
         self._base_value, self._magnitude = self._evaluate_with_magnitude(None, None, 0.0)
+        self._noise = self._rounding_noise()
 
     def _evaluate_with_magnitude(
         self, param: str | None, direction: torch.Tensor | None, t: float
@@ -84,15 +85,44 @@ class ScalarSpec:
     def _evaluate(self, param: str, direction: torch.Tensor, t: float) -> float:
         return self._evaluate_with_magnitude(param, direction, t)[0]
 
-    def step_for(self, direction: np.ndarray) -> float:
-        """Step length along ``direction``: the element moved most moves by eps**(1/3) times
-        the typical size of the values (so the step scales with the data, not a fixed eps)."""
-        return STEP_FACTOR * self._value_scale / max(float(np.max(np.abs(direction))), 1e-300)
+    def _rounding_noise(self) -> float:
+        """How much phi moves when every input moves by a few eps of itself: the floor under
+        any difference of two evaluations. eps * |phi| alone misses cancellation inside the
+        forward (a residual out - y far smaller than out and y)."""
+        nudged = dict(self._inputs)
+        rng = np.random.default_rng(0)
+        for key, value in self._inputs.items():
+            if value.is_floating_point():
+                signs = torch.from_numpy(rng.choice([-1.0, 1.0], size=tuple(value.shape)))
+                nudged[key] = value * (1 + 4 * EPS * signs)
+        with torch.no_grad():
+            output = call_forward(self._name, self._forward, nudged, self._params)
+        if self._grad_output is None:
+            moved = float(output)
+        else:
+            moved = float((output * self._grad_output).sum())
+        noise = abs(moved - self._base_value)
+        return noise if np.isfinite(noise) else 0.0
 
-    def slope(self, param: str, direction: np.ndarray) -> Slope:
-        """Derivative of phi when ``param`` moves along ``direction`` (any length)."""
+    @property
+    def magnitude(self) -> float:
+        """|phi| at the point, or the sum of |output * grad_output| for a VJP."""
+        return self._magnitude
+
+    def step_for(self, param: str, direction: np.ndarray) -> float:
+        """Step length along ``direction``: the element moved most moves by eps**(1/3) times
+        the typical size of the input being moved (its root-mean-square; the largest over
+        all inputs if it is all zeros), so the step scales with the data, not a fixed eps,
+        and an input of 1e-3 beside one of 1e4 is not stepped past its own size."""
+        own = self._rms.get(param, 0.0)
+        scale = own if own > 0 else self._value_scale
+        return STEP_FACTOR * scale / max(float(np.max(np.abs(direction))), 1e-300)
+
+    def slope(self, param: str, direction: np.ndarray, widen: float = 1.0) -> Slope:
+        """Derivative of phi when ``param`` moves along ``direction`` (any length), with the
+        step ``widen`` times the usual one."""
         tol = FINITE_DIFFERENCES
-        t = self.step_for(direction)
+        t = self.step_for(param, direction) * widen
         d = torch.from_numpy(np.asarray(direction, dtype=np.float64))
         f0 = self._base_value
         f_plus, f_minus = self._evaluate(param, d, t), self._evaluate(param, d, -t)
@@ -101,7 +131,7 @@ class ScalarSpec:
         fine = (h_plus - h_minus) / t
         central = fine + (fine - coarse) / 3  # Richardson: cancels the t**2 error term
         magnitude = max(self._magnitude, abs(f_plus), abs(f_minus))
-        roundoff = tol.roundoff_factor * EPS * magnitude / t
+        roundoff = (tol.roundoff_factor * EPS * magnitude + tol.safety * self._noise) / t
         allowed = tol.safety * abs(fine - coarse) + roundoff + tol.rtol * abs(central)
         # One-sided slopes, each extrapolated from t and t/2 to cancel their O(t) term.
         right_coarse, right_fine = (f_plus - f0) / t, (h_plus - f0) / (t / 2)
