@@ -45,21 +45,21 @@ def _is_relu(func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[st
     return False
 
 
-class _MaskFromGradient(torch.autograd.Function):
+class _ReLU(torch.autograd.Function):
+    """The ReLU's forward; subclasses make one mistake in its backward."""
+
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
         return x.clamp(min=0)
 
+
+class _MaskFromGradient(_ReLU):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
         return grad.clamp(min=0)  # grad_h[grad_h < 0] = 0
 
 
-class _NoMask(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-        return x.clamp(min=0)
-
+class _NoMask(_ReLU):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
         return grad

@@ -8,9 +8,10 @@ core's strategies (``gradcheck.strategies.examples``), so shapes shrink the same
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -21,9 +22,19 @@ from hypothesis.errors import NoSuchExample
 from gradcheck.checking import validated_point as core_validated_point
 from gradcheck.derivation import Derivation, DerivationError
 from gradcheck.references.autograd import call_forward
-from gradcheck.report import Example
+from gradcheck.report import Example, Report
 
-__all__ = ["SearchResult", "as_derivation", "call_spec", "search", "validated_point", "whole"]
+R = TypeVar("R", bound=Report)
+
+__all__ = [
+    "SearchResult",
+    "as_derivation",
+    "call_spec",
+    "search",
+    "searched_report",
+    "validated_point",
+    "whole",
+]
 
 
 def whole(argument: str, value: Any, *, minimum: int) -> int:
@@ -174,4 +185,22 @@ def search(
         inconclusive=inconclusive[0],
         seed=seed,
         budget=budget,
+    )
+
+
+def searched_report(
+    report: R, found: SearchResult, notes: tuple[str, ...], started: float, reproduce: str
+) -> R:
+    """``report`` with what the search adds: notes (and the inconclusive count), the seed,
+    the examples tried, the time, and how to reproduce it."""
+    if found.inconclusive:
+        notes += (f"{found.inconclusive} of {found.tried} examples were inconclusive (kinks)",)
+    return replace(
+        report,
+        notes=notes,
+        seed=found.seed,
+        examples=found.tried,
+        inconclusive=found.inconclusive,
+        elapsed=time.perf_counter() - started,
+        reproduce=reproduce,
     )

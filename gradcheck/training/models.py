@@ -36,6 +36,7 @@ from gradcheck.training._internal import (
     as_derivation,
     call_spec,
     search,
+    searched_report,
     validated_point,
     whole,
 )
@@ -529,17 +530,7 @@ def verify_model(
     else:
         report = TrainingReport(derivation=spec.name, verdict="pass", dtype="float64")
         notes = (f"{found.tried} examples passed: outputs and parameter gradients match",)
-    if found.inconclusive:
-        notes += (f"{found.inconclusive} of {found.tried} examples were inconclusive (kinks)",)
-    return replace(
-        report,
-        notes=notes,
-        seed=found.seed,
-        examples=found.tried,
-        inconclusive=found.inconclusive,
-        elapsed=time.perf_counter() - started,
-        reproduce=reproduce,
-    )
+    return searched_report(report, found, notes, started, reproduce)
 
 
 def assert_model_matches(

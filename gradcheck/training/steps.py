@@ -18,7 +18,7 @@ import math
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -36,6 +36,7 @@ from gradcheck.training._internal import (
     as_derivation,
     call_spec,
     search,
+    searched_report,
     validated_point,
     whole,
 )
@@ -838,17 +839,7 @@ def verify_step(
             derivation=declaration.name, verdict="pass", dtype="float64", steps=options.steps
         )
         notes = (f"{found.tried} examples passed, {options.steps} steps each",)
-    if found.inconclusive:
-        notes += (f"{found.inconclusive} of {found.tried} examples were inconclusive (kinks)",)
-    return replace(
-        report,
-        notes=notes,
-        seed=found.seed,
-        examples=found.tried,
-        inconclusive=found.inconclusive,
-        elapsed=time.perf_counter() - started,
-        reproduce=reproduce,
-    )
+    return searched_report(report, found, notes, started, reproduce)
 
 
 def assert_step_matches(
