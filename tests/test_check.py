@@ -233,19 +233,20 @@ def test_the_raised_problem_says_where():
     assert "test_check.py" in str(report) and "in raises" in str(report)
 
 
+def _layer(backward, name):
+    """The linear layer VJP with ``backward`` in place of the correct one."""
+    layer = linear_stack.linear_layer_vjp
+    return Derivation(
+        name=name, forward=layer.forward, backward=backward, shapes=layer.shapes, wrt=layer.wrt
+    )
+
+
 def test_writing_into_grad_output_is_named():
     def backward(prev, weight, bias, grad_output):
         grad_output *= 2.0
         return linear_stack.layer_backward(prev, weight, bias, grad_output / 2.0)
 
-    layer = linear_stack.linear_layer_vjp
-    derivation = Derivation(
-        name="in_place",
-        forward=layer.forward,
-        backward=backward,
-        shapes=layer.shapes,
-        wrt=layer.wrt,
-    )
+    derivation = _layer(backward, "in_place")
     point = {"prev": np.ones((2, 3)), "weight": np.ones((3, 2)), "bias": np.ones(2)}
     report = check(derivation, point)
     assert "mutated" in _kinds(report)
@@ -257,14 +258,7 @@ def test_keepdims_bias_gradient_is_a_shape_failure_with_a_hint():
         result = linear_stack.layer_backward(prev, weight, bias, grad_output)
         return {**result, "bias": grad_output.sum(axis=0, keepdims=True)}
 
-    layer = linear_stack.linear_layer_vjp
-    derivation = Derivation(
-        name="keepdims",
-        forward=layer.forward,
-        backward=backward,
-        shapes=layer.shapes,
-        wrt=layer.wrt,
-    )
+    derivation = _layer(backward, "keepdims")
     point = {"prev": np.ones((2, 3)), "weight": np.ones((3, 4)), "bias": np.ones(4)}
     report = check(derivation, point)
     assert "shape" in _kinds(report)
@@ -495,14 +489,7 @@ def test_a_transposed_gradient_is_called_transposed_even_with_a_size_1_dim():
         result = linear_stack.layer_backward(prev, weight, bias, grad_output)
         return {**result, "weight": result["weight"].T}
 
-    layer = linear_stack.linear_layer_vjp
-    derivation = Derivation(
-        name="transposed",
-        forward=layer.forward,
-        backward=backward,
-        shapes=layer.shapes,
-        wrt=layer.wrt,
-    )
+    derivation = _layer(backward, "transposed")
     point = {"prev": np.ones((3, 2)), "weight": np.ones((2, 1)), "bias": np.ones(1)}
     report = check(derivation, point)
     assert "has shape (1, 2), but 'weight' has shape (2, 1); it is transposed" in str(report)
