@@ -80,6 +80,17 @@ def _where_raised(exc: BaseException) -> str:
     return f" (at {last.filename}:{last.lineno} in {last.name})"
 
 
+def _unchanged(after: np.ndarray, before: np.ndarray) -> bool:
+    """Equal element by element (NaN equal to NaN), a million elements at a time:
+    ``np.array_equal(..., equal_nan=True)`` copies both arrays whole (144 MB at 3000x3000)."""
+    a, b = np.ravel(after), np.ravel(before)
+    step = 1 << 20
+    return all(
+        np.array_equal(a[i : i + step], b[i : i + step], equal_nan=True)
+        for i in range(0, a.size, step)
+    )
+
+
 def shape_hint(got: tuple[int, ...], expected: tuple[int, ...]) -> str:
     """Why a gradient of shape ``got`` may have come back for an input of shape ``expected``."""
     if got == expected[::-1] and len(got) > 1:
@@ -114,7 +125,13 @@ def run_backward(
     if grad_output is not None:
         go = np.array(grad_output, dtype=np_dtype)
         arguments["grad_output"] = torch.from_numpy(go) if derivation.backend == "torch" else go
-    pristine = {name: _as_numpy(value).copy() for name, value in arguments.items()}
+    # What each argument must still hold afterwards: the point itself, cast as handed over
+    # (no copy in float64, where a copy of a 3000x3000 input was 72 MB).
+    originals = {**point, "grad_output": grad_output}
+    pristine = {
+        name: np.asarray(originals[name]).astype(_as_numpy(value).dtype, copy=False)
+        for name, value in arguments.items()
+    }
     _check_signature(derivation, {**arguments, **dict(params or {})})
 
     try:
@@ -127,9 +144,7 @@ def run_backward(
     problems: list[Problem] = []
     for name, value in arguments.items():
         after = _as_numpy(value)
-        if after.shape != pristine[name].shape or not np.array_equal(
-            after, pristine[name], equal_nan=True
-        ):
+        if after.shape != pristine[name].shape or not _unchanged(after, pristine[name]):
             same_shape = after.shape == pristine[name].shape
             changed = int(np.sum(after != pristine[name])) if same_shape else after.size
             problems.append(

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
+import itertools
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -24,9 +26,9 @@ from gradcheck.backward import DTYPES, run_backward
 from gradcheck.compare import Mismatch, compare
 from gradcheck.derivation import Derivation, DerivationError
 from gradcheck.references.autograd import AutogradResult, autograd_gradients
-from gradcheck.references.finite_differences import ScalarSpec, Slope
+from gradcheck.references.finite_differences import ScalarSpec, Screen, Slope
 from gradcheck.report import Example, GradientPair, Problem, Report
-from gradcheck.tolerances import for_dtype
+from gradcheck.tolerances import Tolerance, for_dtype
 
 __all__ = [
     "Options",
@@ -34,6 +36,7 @@ __all__ = [
     "evaluate",
     "make_options",
     "require_derivation",
+    "torch_threads_for",
     "whole",
     "with_diagnoses",
 ]
@@ -45,6 +48,11 @@ class Options:
     directions: int
     elementwise_limit: int
     seed: int
+    # Random directions per input at a point where the hand gradient already agrees with
+    # autograd element by element. There the finite differences have one job left, to
+    # confirm that autograd differentiates what the spec computes, and a detach or an
+    # in-place op shows along any random direction. None: as many as at any other point.
+    agreeing_directions: int | None = None
 
 
 def _dtype_name(dtype: Any) -> str:
@@ -143,13 +151,26 @@ def _as_array(where: str, key: str, value: Any, *, integer: bool) -> np.ndarray:
         value = value.detach().cpu()
         # numpy has no bfloat16: widen any floating tensor first (exact for bf16/f16/f32)
         value = (value.to(torch.float64) if value.is_floating_point() else value).numpy()
+    exact = np.int64 if integer else np.float64
+    if isinstance(value, np.ndarray) and value.dtype == exact and value.size:
+        # Already what the checker works on: read through a view that cannot be written
+        # (nothing here writes into a point, and the backward gets copies), instead of a
+        # copy that at 3000x3000 was 72 MB.
+        view = value.view()
+        view.flags.writeable = False
+        if not integer and not np.isfinite(view).all():
+            raise DerivationError(
+                f"{where}: {label} holds NaN or inf; gradients are checked at finite points."
+            )
+        return view
     try:
-        raw = np.array(value)  # a copy: the caller's stays untouched
+        raw = np.asarray(value)
         if np.iscomplexobj(raw):
             raise DerivationError(
                 f"{where}: {label} is complex; gradients are checked for real inputs."
             )
-        array = raw.astype(np.int64 if integer else np.float64)
+        # One copy, whatever came in: the caller's stays untouched.
+        array = raw.astype(np.int64 if integer else np.float64, copy=True)
     except (TypeError, ValueError) as exc:
         if isinstance(exc, DerivationError):
             raise
@@ -190,8 +211,57 @@ def _grad_output_maker(name: str, given: Any, rng: np.random.Generator) -> Any:
     return make
 
 
-def _dot(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.sum(a * b))
+def _chunks(*arrays: np.ndarray) -> Iterator[tuple[np.ndarray, ...]]:
+    """The arrays flattened, a million elements at a time: numpy expressions on them then
+    need temporaries of a chunk, not of the whole (72 MB each at 3000x3000)."""
+    flat = [np.ravel(a) for a in arrays]
+    for start in range(0, max(1, flat[0].size), CHUNK):
+        yield tuple(f[start : start + CHUNK] for f in flat)
+
+
+CHUNK = 1 << 20
+
+
+def _dot(a: np.ndarray, b: np.ndarray, *, absolute: bool = False) -> float:
+    """sum(a * b), or with ``absolute`` sum(|a| * |b|)."""
+    if absolute:
+        return sum(float(np.dot(np.abs(x), np.abs(y))) for x, y in _chunks(a, b))
+    return sum(float(np.dot(x, y)) for x, y in _chunks(a, b))
+
+
+@dataclass
+class _Allowance:
+    """What the hand gradient may differ from ``reference`` by, element-wise:
+    ``atol + rtol * |reference|`` (the table's, with the point's floor), kept as its two
+    numbers rather than an array of the gradient's size."""
+
+    atol: float
+    rtol: float
+    reference: np.ndarray
+
+    def along(self, direction: np.ndarray) -> float:
+        """The allowance of a difference projected on ``direction``: sum |d| * allowed."""
+        if direction.dtype == np.int8:  # a large +-1 probe: |d| is 1 everywhere
+            return self.atol * direction.size + self.rtol * self._absolute_sum
+        total = sum(float(np.abs(d).sum()) for (d,) in _chunks(direction))
+        return self.atol * total + self.rtol * _dot(direction, self.reference, absolute=True)
+
+    @functools.cached_property
+    def _absolute_sum(self) -> float:
+        return sum(float(np.abs(r).sum()) for (r,) in _chunks(self.reference))
+
+    def holds(self, hand_grad: np.ndarray) -> bool:
+        """|hand - reference| <= allowed everywhere (NaN never does), as ``compare`` judges."""
+        return all(
+            bool(np.all(np.abs(h - r) <= self.atol + self.rtol * np.abs(r)))
+            for h, r in _chunks(hand_grad, self.reference)
+        )
+
+    def array(self) -> np.ndarray:
+        allowed = np.abs(self.reference)
+        allowed *= self.rtol
+        allowed += self.atol
+        return allowed
 
 
 def _mismatch_problem(mismatch: Mismatch, note: str) -> Problem:
@@ -201,14 +271,6 @@ def _mismatch_problem(mismatch: Mismatch, note: str) -> Problem:
         parameter=mismatch.parameter,
         mismatch=mismatch,
     )
-
-
-@dataclass(frozen=True)
-class Probe:
-    """One finite-difference probe of the spec: a direction and the slope along it."""
-
-    direction: np.ndarray
-    slope: Slope
 
 
 # (input name, direction, its slope, autograd's slope at the point) -> whether autograd's
@@ -268,54 +330,85 @@ def _agreeing_wider(
     return None
 
 
-def _probes(
-    spec: ScalarSpec,
-    name: str,
-    shape: tuple[int, ...],
-    count: int,
-    options: Options,
-    rng: np.random.Generator,
-) -> tuple[list[Probe], str]:
-    """Probe ``name`` element by element when it is small, else along ``count`` random
-    directions."""
+def _directions(
+    shape: tuple[int, ...], count: int, elementwise_limit: int, rng: np.random.Generator
+) -> tuple[Iterator[np.ndarray], str]:
+    """Element by element when the input is small, else ``count`` random directions. Made
+    one at a time: at 3000x3000 a list of eight directions held 600 MB."""
     size = int(np.prod(shape))
-    if size <= options.elementwise_limit:
-        directions = list(np.eye(size).reshape((size, *shape)))
-        unit = "elements"
-    else:
+    if size <= elementwise_limit:
+
+        def units() -> Iterator[np.ndarray]:
+            for index in range(size):
+                unit = np.zeros(size)
+                unit[index] = 1.0
+                yield unit.reshape(shape)
+
+        return units(), "elements"
+
+    def signs() -> Iterator[np.ndarray]:
         # Random signs: every element moves (unlike a non-negative probe, a sign error
         # cannot cancel out), and they cost a tenth of Gaussian draws at 1e5 elements.
-        signs = rng.integers(0, 2, size=(count, *shape), dtype=np.int8)
-        directions = list(2.0 * signs - 1.0)
-        unit = "directions"
-    return [Probe(d, spec.slope(name, d)) for d in directions], unit
+        # Large ones stay int8: an eighth of the memory, and exact.
+        for _ in range(count):
+            if size >= CHUNK:
+                yield 2 * rng.integers(0, 2, size=shape, dtype=np.int8) - np.int8(1)
+            else:
+                yield _random_signs(rng, shape)
+
+    return signs(), "directions"
+
+
+def _screened(
+    spec: ScalarSpec, name: str, directions: Iterator[np.ndarray], *, screen: bool
+) -> Iterator[tuple[np.ndarray, Screen | None]]:
+    """Each direction with its screening central difference (None without ``screen``),
+    screened a batch at a time where the spec evaluates batches cheaply."""
+    if not screen:
+        yield from ((direction, None) for direction in directions)
+        return
+    size = spec.screen_batch(name)
+    while chunk := list(itertools.islice(directions, size)):
+        yield from zip(chunk, spec.screens(name, chunk), strict=True)
 
 
 def _judge_probes(
     spec: ScalarSpec,
     name: str,
-    probes: list[Probe],
+    directions: Iterator[np.ndarray],
     unit: str,
     hand_grad: np.ndarray,
     reference: np.ndarray,
-    hand_allowed: np.ndarray,
+    allowance: _Allowance,
     jumps: Jumps,
-) -> list[Problem]:
+    *,
+    screen: bool,
+) -> tuple[list[Problem], int]:
     """Where the probes side with autograd, hold the hand gradient to them; where they do
-    not, say whether a kink or the spec is to blame."""
+    not, say whether a kink or the spec is to blame. With ``screen`` (the hand gradient
+    already agrees with autograd), a two-evaluation central difference is tried first and
+    the full slope is taken only where it does not confirm autograd. Returns the problems
+    and the number of probes."""
     problems: list[Problem] = []
     fd_values, fd_allowed, hand_values = [], [], []
-    for probe in probes:
-        slope = probe.slope
-        along_reference = _dot(reference, probe.direction)
+    count = 0
+    for direction, quick in _screened(spec, name, directions, screen=screen):
+        count += 1
+        along_reference = _dot(reference, direction)
+        if quick is not None and abs(quick.central - along_reference) <= quick.allowed:
+            fd_values.append(quick.central)
+            fd_allowed.append(quick.allowed + allowance.along(direction))
+            hand_values.append(_dot(hand_grad, direction))
+            continue
+        slope = spec.slope(name, direction)
         if abs(slope.central - along_reference) > slope.allowed and not slope.kink:
-            slope = _agreeing_wider(spec, name, probe.direction, along_reference) or slope
+            slope = _agreeing_wider(spec, name, direction, along_reference) or slope
         if abs(slope.central - along_reference) <= slope.allowed:
             fd_values.append(slope.central)
             # The hand gradient may differ from the reference by its dtype's rounding.
-            fd_allowed.append(slope.allowed + _dot(np.abs(probe.direction), hand_allowed))
-            hand_values.append(_dot(hand_grad, probe.direction))
-        elif slope.kink or jumps(name, probe.direction, slope, along_reference):
+            fd_allowed.append(slope.allowed + allowance.along(direction))
+            hand_values.append(_dot(hand_grad, direction))
+        elif slope.kink or jumps(name, direction, slope, along_reference):
             problems.append(
                 Problem(
                     "kink",
@@ -350,7 +443,7 @@ def _judge_probes(
         )
         if mismatch is not None:
             problems.append(_mismatch_problem(mismatch, "Finite differences agree with autograd."))
-    return problems
+    return problems, count
 
 
 def _judge_mismatch(
@@ -358,7 +451,7 @@ def _judge_mismatch(
     mismatch: Mismatch,
     hand_grad: np.ndarray,
     reference: np.ndarray,
-    hand_allowed: np.ndarray,
+    allowance: _Allowance,
     jumps: Jumps,
 ) -> Problem:
     """Hand and autograd differ: move along the difference itself. If the spec is smooth
@@ -370,7 +463,7 @@ def _judge_mismatch(
     along_hand, along_reference = _dot(hand_grad, delta), _dot(reference, delta)
     # What separates the two along the difference, against what the finite difference and
     # the hand's own dtype leave uncertain.
-    allowed = slope.allowed + _dot(np.abs(delta), hand_allowed)
+    allowed = slope.allowed + allowance.along(delta)
     if abs(along_hand - along_reference) <= 2 * allowed:
         return Problem(
             "unresolved",
@@ -396,7 +489,7 @@ def _judge_mismatch(
         )
     wider = _agreeing_wider(spec, name, delta, along_reference)
     if wider is not None and abs(along_hand - along_reference) > 2 * (
-        wider.allowed + _dot(np.abs(delta), hand_allowed)
+        wider.allowed + allowance.along(delta)
     ):
         return _mismatch_problem(
             mismatch,
@@ -431,7 +524,7 @@ SMALL_POINT = 1 << 16  # elements over all inputs
 
 
 @contextlib.contextmanager
-def _torch_threads_for(point: Mapping[str, np.ndarray]) -> Iterator[None]:
+def torch_threads_for(point: Mapping[str, np.ndarray]) -> Iterator[None]:
     if sum(int(np.size(v)) for v in point.values()) >= SMALL_POINT:
         yield
         return
@@ -452,7 +545,7 @@ def evaluate(
     params: Mapping[str, Any] | None = None,
 ) -> Report:
     """Everything ``check`` does, at a point already validated."""
-    with _torch_threads_for(point):
+    with torch_threads_for(point):
         return _evaluate(derivation, point, sizes, options, grad_output, params)
 
 
@@ -485,23 +578,22 @@ def _evaluate(
     example = Example(
         dims=dict(sizes), inputs=dict(point), grad_output=autograd.grad_output, params=params
     )
-    # Both references first, then the hand code: a numpy backward leaves BLAS threads
-    # spinning that would slow every torch call after it.
-    spec = ScalarSpec(derivation.name, derivation.forward, point, autograd.grad_output, params)
+    spec = ScalarSpec(
+        derivation.name, derivation.forward, point, autograd.grad_output, params,
+        output=autograd.output, shared=derivation.wrt,
+    )  # fmt: skip
     jumps = _jumps_for(derivation, point, autograd.grad_output, params)
-    per_parameter = max(2, math.ceil(options.directions / len(derivation.wrt)))
-    probes = {
-        name: _probes(spec, name, point[name].shape, per_parameter, options, rng)
-        for name in derivation.wrt
-    }
+    # Each input's probe directions come from a generator of its own, made as they are used.
+    direction_seeds = {name: int(rng.integers(2**63)) for name in derivation.wrt}
     hand = run_backward(derivation, point, autograd.grad_output, options.dtype, params)
     tolerance = for_dtype(options.dtype)
 
     failures: list[Problem] = list(hand.problems)
     doubts: list[Problem] = []  # kinks and reference disagreements: the derivation not judged
     pairs: dict[str, GradientPair] = {}
-    probe_count = sum(len(found) for found, _ in probes.values())
-    floors = _absolute_floors(derivation, point, autograd, spec, params, options, rng)
+    compared: dict[str, tuple[np.ndarray, np.ndarray, _Allowance, Mismatch | None]] = {}
+    scale_floors = _scale_floors(derivation, point, spec, tolerance)
+    noise_floors: dict[str, float] | None = None
     for name in derivation.wrt:
         reference = autograd.gradients[name]
         if not np.isfinite(reference).all():
@@ -518,25 +610,47 @@ def _evaluate(
             continue
         hand_grad = hand.gradients[name]
         pairs[name] = GradientPair(hand=hand_grad, reference=reference)
-        hand_allowed = tolerance.allowed(reference, floor=floors[name])
-        mismatch = compare(
-            hand_grad,
-            reference,
-            hand_allowed,
-            parameter=name,
-            reference=f"torch autograd ({options.dtype} hand vs float64)",
+        allowance = _Allowance(
+            tolerance.atol(reference, floor=scale_floors[name]), tolerance.rtol, reference
         )
+        mismatch = None
+        if not allowance.holds(hand_grad):
+            # The point's rounding noise only widens the allowance: it costs an autograd
+            # call, so it is measured only where the narrower allowance is exceeded.
+            if noise_floors is None:
+                noise_floors = _noise_floors(derivation, point, autograd, params, options, rng)
+            floor = scale_floors[name] + noise_floors[name]
+            atol = tolerance.atol(reference, floor=floor)
+            allowance = _Allowance(atol, tolerance.rtol, reference)
+            mismatch = _compare_to_autograd(hand_grad, reference, allowance.array(), name, options)
+        compared[name] = (hand_grad, reference, allowance, mismatch)
+
+    # Hand and autograd agree everywhere: the probes confirm autograd, with cheap central
+    # differences first (and fewer of them where the options say so).
+    agreeing = not hand.problems and all(found[3] is None for found in compared.values())
+    fewer = agreeing and options.agreeing_directions is not None
+    per_parameter = max(2, math.ceil(options.directions / len(derivation.wrt)))
+    probe_count = 0
+    for name, (hand_grad, reference, allowance, mismatch) in compared.items():
         if mismatch is not None:
             verdict_problem = _judge_mismatch(
-                spec, mismatch, hand_grad, reference, hand_allowed, jumps
+                spec, mismatch, hand_grad, reference, allowance, jumps
             )
             probe_count += 1
             (failures if verdict_problem.kind == "mismatch" else doubts).append(verdict_problem)
-        found, unit = probes[name]
+        directions, unit = _directions(
+            point[name].shape,
+            options.agreeing_directions if fewer else per_parameter,  # type: ignore[arg-type]
+            0 if fewer else options.elementwise_limit,
+            np.random.default_rng(direction_seeds[name]),
+        )
         confirmed = any(p.kind == "mismatch" and p.parameter == name for p in failures)
-        for problem in _judge_probes(
-            spec, name, found, unit, hand_grad, reference, hand_allowed, jumps
-        ):
+        found, count = _judge_probes(
+            spec, name, directions, unit, hand_grad, reference, allowance, jumps,
+            screen=agreeing,
+        )  # fmt: skip
+        probe_count += count
+        for problem in found:
             if problem.kind == "mismatch" and confirmed:
                 continue  # already failed against autograd, with finite differences agreeing
             (failures if problem.kind == "mismatch" else doubts).append(problem)
@@ -574,28 +688,60 @@ def _evaluate(
 
 
 def _random_signs(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """+-1.0 at random: ten times cheaper than rng.choice at 1e5 elements."""
-    return np.asarray(2.0 * rng.integers(0, 2, size=shape, dtype=np.int8) - 1.0)
+    """+-1.0 at random: ten times cheaper than rng.choice at 1e5 elements, and made in
+    place (no float temporaries of the full size)."""
+    signs = rng.integers(0, 2, size=shape, dtype=np.int8).astype(np.float64)
+    signs *= 2.0
+    signs -= 1.0
+    return signs
 
 
-def _absolute_floors(
+def _compare_to_autograd(
+    hand_grad: np.ndarray,
+    reference: np.ndarray,
+    allowed: np.ndarray,
+    name: str,
+    options: Options,
+) -> Mismatch | None:
+    return compare(
+        hand_grad,
+        reference,
+        allowed,
+        parameter=name,
+        reference=f"torch autograd ({options.dtype} hand vs float64)",
+    )
+
+
+def _scale_floors(
+    derivation: Derivation,
+    point: Mapping[str, np.ndarray],
+    spec: ScalarSpec,
+    tolerance: Tolerance,
+) -> dict[str, float]:
+    """The first part of each absolute allowance: the typical size of a gradient of this
+    function, |f| / |x|, times the table's ``atol_scale`` (a fixed 1e-12 hid every bug in a
+    loss of size 1e-13)."""
+    floors = {}
+    for name in derivation.wrt:
+        value = point[name]
+        typical = float(np.sqrt(np.vdot(value, value) / value.size)) if value.size else 0.0
+        gradient_scale = spec.magnitude / typical if typical > 0 else 0.0
+        floors[name] = tolerance.atol_scale * gradient_scale
+    return floors
+
+
+def _noise_floors(
     derivation: Derivation,
     point: Mapping[str, np.ndarray],
     autograd: AutogradResult,
-    spec: ScalarSpec,
     params: Mapping[str, Any],
     options: Options,
     rng: np.random.Generator,
 ) -> dict[str, float]:
-    """The absolute part of each allowance, from the point rather than a constant:
-
-    - the typical size of a gradient of this function, |f| / |x|, times the table's
-      ``atol_scale`` (a fixed 1e-12 hid every bug in a loss of size 1e-13);
-    - the rounding noise of the point itself: autograd's gradient moves when every input is
-      nudged by a few eps of its own size, and an ill-conditioned derivation (a mean
-      subtracted from values ~1e8) cannot do better than that. Capped, so it excuses
-      rounding, never a bug.
-    """
+    """The second part: the rounding noise of the point itself. Autograd's gradient moves
+    when every input is nudged by a few eps of its own size, and an ill-conditioned
+    derivation (a mean subtracted from values ~1e8) cannot do better than that. Capped, so
+    it excuses rounding, never a bug."""
     tolerance = for_dtype(options.dtype)
     eps = float(np.finfo(np.float32 if options.dtype == "float32" else np.float64).eps)
     nudged = {
@@ -611,14 +757,10 @@ def _absolute_floors(
     floors = {}
     for name in derivation.wrt:
         reference = autograd.gradients[name]
-        typical = float(np.sqrt(np.mean(np.square(point[name])))) if point[name].size else 0.0
-        gradient_scale = spec.magnitude / typical if typical > 0 else 0.0
         largest = float(np.max(np.abs(reference))) if reference.size else 0.0
         noise = 8 * float(np.max(np.abs(moved.gradients[name] - reference), initial=0.0))
         noise = noise if np.isfinite(noise) else 0.0
-        floors[name] = tolerance.atol_scale * gradient_scale + min(
-            noise, tolerance.conditioning_cap * largest
-        )
+        floors[name] = min(noise, tolerance.conditioning_cap * largest)
     return floors
 
 

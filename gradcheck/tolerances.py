@@ -30,12 +30,21 @@ class Tolerance:
 
     conditioning_cap: float
 
+    def atol(self, reference: np.ndarray, floor: float | None = None) -> float:
+        """The absolute part of ``allowed``: the larger of ``atol_scale`` times the largest
+        element and the floor."""
+        # max |reference| without a temporary of its size
+        scale = max(float(reference.max()), -float(reference.min())) if reference.size else 0.0
+        return max(self.atol_scale * scale, self.atol_floor if floor is None else floor)
+
     def allowed(self, reference: np.ndarray, floor: float | None = None) -> np.ndarray:
         """Per-element allowed absolute difference against ``reference``. ``floor``, when
         given, replaces the fixed ``atol_floor`` with one derived from the point."""
-        scale = float(np.max(np.abs(reference))) if reference.size else 0.0
-        atol = max(self.atol_scale * scale, self.atol_floor if floor is None else floor)
-        return atol + self.rtol * np.abs(reference)
+        atol = self.atol(reference, floor)
+        allowed = np.abs(reference)  # then scaled in place: no temporaries of the full size
+        allowed *= self.rtol
+        allowed += atol
+        return allowed
 
 
 AUTOGRAD: dict[str, Tolerance] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,9 +24,18 @@ class AutogradResult:
 
 
 def as_tensor(value: np.ndarray, *, requires_grad: bool = False) -> torch.Tensor:
-    """float64 for real inputs, int64 kept for integer inputs (labels are never differentiated)."""
+    """float64 for real inputs, int64 kept for integer inputs (labels are never differentiated).
+
+    A copy, except for an input that requires grad: autograd refuses an in-place op on such
+    a leaf, so the spec cannot write into it, and at 3000x3000 the copy was 72 MB."""
     if np.issubdtype(value.dtype, np.integer):
         return torch.from_numpy(np.array(value, dtype=np.int64))
+    if requires_grad and value.dtype == np.float64:
+        with warnings.catch_warnings():
+            # A read-only point (see checking.validated_point) is fine here: autograd
+            # itself keeps the spec from writing into a leaf that requires grad.
+            warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+            return torch.from_numpy(value).requires_grad_(True)
     return torch.tensor(value, dtype=torch.float64, requires_grad=requires_grad)
 
 
@@ -39,7 +49,7 @@ def call_forward(
     try:
         # A fresh copy of the params every call: a spec that writes into a dict param
         # (a running statistic, a counter) must not reach the caller's declaration.
-        output = forward(**tensors, **copy.deepcopy(dict(params or {})))
+        output = forward(**tensors, **(copy.deepcopy(dict(params)) if params else {}))
     except Exception as exc:  # the spec is user code: any failure is a declaration problem
         raise DerivationError(
             f"Derivation {name!r}: forward raised {type(exc).__name__}: {exc}. The forward is "
@@ -93,7 +103,12 @@ def autograd_gradients(
                 )
             )
     gradients = {
-        key: (np.zeros_like(inputs[key]) if grad is None else grad.detach().numpy().copy())
+        # Contiguous: an expanded gradient (of a sum) would be a stride-0 view.
+        key: (
+            np.zeros_like(inputs[key])
+            if grad is None
+            else np.ascontiguousarray(grad.detach().numpy())
+        )
         for key, grad in zip(wrt, grads, strict=True)
     }
     return AutogradResult(

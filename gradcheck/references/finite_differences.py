@@ -9,7 +9,9 @@ one-sided slopes, whose disagreement marks a kink (a ReLU input on its hinge) in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+import warnings
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +21,7 @@ import torch
 from gradcheck.references.autograd import as_tensor, call_forward
 from gradcheck.tolerances import FINITE_DIFFERENCES
 
-__all__ = ["ScalarSpec", "Slope"]
+__all__ = ["ScalarSpec", "Screen", "Slope"]
 
 EPS = float(np.finfo(np.float64).eps)
 STEP_FACTOR = EPS ** (1 / 3)
@@ -37,6 +39,30 @@ class Slope:
     step: float
 
 
+@dataclass(frozen=True)
+class Screen:
+    """A plain central difference along one direction, with an allowance for rounding only.
+
+    It takes two evaluations where a ``Slope`` takes four. With no allowance for truncation
+    it can confirm autograd only where the spec is smooth at the scale of the step; where it
+    does not confirm, the full ``Slope`` decides, so it can save work but never change what
+    is concluded."""
+
+    central: float
+    allowed: float
+    step: float
+
+
+def _nudged(value: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """``value * (1 +- 4 eps)``, the sign at random per element, made in place in one new
+    array: the obvious expression made four of the input's size."""
+    raises = rng.integers(0, 2, size=tuple(value.shape), dtype=np.int8).view(np.bool_)
+    nudged = np.array(value.numpy())  # a copy, 0-d included
+    nudged *= 1 - 4 * EPS
+    np.multiply(nudged, (1 + 4 * EPS) / (1 - 4 * EPS), out=nudged, where=raises)
+    return torch.from_numpy(nudged)
+
+
 class ScalarSpec:
     """``phi = <forward(inputs), grad_output>`` (or the forward itself when it is a scalar),
     evaluated without autograd at the point with one input moved along a direction."""
@@ -48,20 +74,33 @@ class ScalarSpec:
         inputs: Mapping[str, np.ndarray],
         grad_output: np.ndarray | None,
         params: Mapping[str, Any] | None = None,
+        *,
+        output: np.ndarray | None = None,
+        shared: Collection[str] = (),
     ) -> None:
+        """``output``, when given, is the forward's output at the point (autograd's): the
+        evaluation at the point is then not repeated. The inputs named in ``shared`` are
+        used without a copy: autograd has already run the spec with them as leaves that
+        require grad, which it may not write into."""
         self._name = name
         self._forward = forward
         self._params = dict(params or {})
-        self._inputs = {k: as_tensor(v) for k, v in inputs.items()}
+        self._inputs = {
+            k: as_tensor(v, requires_grad=k in shared).detach() for k, v in inputs.items()
+        }
         self._grad_output = None if grad_output is None else torch.from_numpy(grad_output)
         # The typical size of each input's values: its root-mean-square.
         self._rms = {
-            k: float(np.sqrt(np.mean(np.square(v))))
+            k: float(np.sqrt(np.vdot(v, v) / v.size))  # vdot: no temporary of v's size
             for k, v in inputs.items()
             if np.size(v) and not np.issubdtype(v.dtype, np.integer)
         }
         self._value_scale = max(self._rms.values(), default=1.0) or 1.0
-        self._base_value, self._magnitude = self._evaluate_with_magnitude(None, None, 0.0)
+        self._scratch: dict[str, torch.Tensor] = {}
+        if output is None:
+            self._base_value, self._magnitude = self._evaluate_with_magnitude(None, None, 0.0)
+        else:
+            self._base_value, self._magnitude = self._phi(torch.from_numpy(output))
         self._noise = self._rounding_noise()
 
     def _evaluate_with_magnitude(
@@ -69,11 +108,13 @@ class ScalarSpec:
     ) -> tuple[float, float]:
         tensors = dict(self._inputs)
         if param is not None and direction is not None:
-            tensors[param] = self._inputs[param] + t * direction
+            tensors[param] = self._moved(param, direction, t)
         with torch.no_grad():
-            output = call_forward(self._name, self._forward, tensors, self._params).to(
-                torch.float64
-            )
+            output = call_forward(self._name, self._forward, tensors, self._params)
+            return self._phi(output.to(torch.float64))
+
+    def _phi(self, output: torch.Tensor) -> tuple[float, float]:
+        """phi of a forward output, and the size of the terms it sums."""
         if self._grad_output is None:
             value = float(output)
             return value, abs(value)
@@ -82,8 +123,26 @@ class ScalarSpec:
         # cancelling) total.
         return float(products.sum()), float(products.abs().sum())
 
+    def _moved(self, param: str, direction: torch.Tensor, t: float) -> torch.Tensor:
+        """``input + t * direction`` written into one scratch tensor per input: at 3000x3000
+        a fresh sum and product per evaluation were most of a probe's time and memory. The
+        spec may not keep it: every evaluation overwrites it."""
+        base = self._inputs[param]
+        scratch = self._scratch.get(param)
+        if scratch is None or scratch.shape != base.shape:
+            scratch = self._scratch[param] = torch.empty_like(base)
+        return torch.add(base, direction, alpha=t, out=scratch)
+
     def _evaluate(self, param: str, direction: torch.Tensor, t: float) -> float:
-        return self._evaluate_with_magnitude(param, direction, t)[0]
+        """phi with ``param`` moved by ``t * direction``, without the size of its terms."""
+        tensors = dict(self._inputs)
+        tensors[param] = self._moved(param, direction, t)
+        with torch.no_grad():
+            output = call_forward(self._name, self._forward, tensors, self._params)
+            output = output.to(torch.float64)
+            if self._grad_output is None:
+                return float(output)
+            return float(torch.dot(output.reshape(-1), self._grad_output.reshape(-1)))
 
     def _rounding_noise(self) -> float:
         """How much phi moves when every input moves by a few eps of itself: the floor under
@@ -93,18 +152,10 @@ class ScalarSpec:
         rng = np.random.default_rng(0)
         for key, value in self._inputs.items():
             if value.is_floating_point():
-                signs = torch.from_numpy(
-                    np.asarray(
-                        2.0 * rng.integers(0, 2, size=tuple(value.shape), dtype=np.int8) - 1.0
-                    )
-                )
-                nudged[key] = value * (1 + 4 * EPS * signs)
+                nudged[key] = _nudged(value, rng)
         with torch.no_grad():
             output = call_forward(self._name, self._forward, nudged, self._params)
-        if self._grad_output is None:
-            moved = float(output)
-        else:
-            moved = float((output * self._grad_output).sum())
+            moved = self._phi(output.to(torch.float64))[0]
         noise = abs(moved - self._base_value)
         return noise if np.isfinite(noise) else 0.0
 
@@ -120,7 +171,8 @@ class ScalarSpec:
         and an input of 1e-3 beside one of 1e4 is not stepped past its own size."""
         own = self._rms.get(param, 0.0)
         scale = own if own > 0 else self._value_scale
-        return STEP_FACTOR * scale / max(float(np.max(np.abs(direction))), 1e-300)
+        largest = max(float(np.max(direction)), -float(np.min(direction)))
+        return STEP_FACTOR * scale / max(largest, 1e-300)
 
     def slope(self, param: str, direction: np.ndarray, widen: float = 1.0) -> Slope:
         """Derivative of phi when ``param`` moves along ``direction`` (any length), with the
@@ -151,3 +203,102 @@ class ScalarSpec:
             and gap > roundoff
         )
         return Slope(central=central, allowed=allowed, right=right, left=left, kink=kink, step=t)
+
+    def screen(self, param: str, direction: np.ndarray) -> Screen:
+        """The central difference of phi along ``direction`` at the usual step, with the
+        same rounding allowance as ``slope`` and no truncation term (see ``Screen``)."""
+        return self.screens(param, [direction])[0]
+
+    def screens(self, param: str, directions: Sequence[np.ndarray]) -> list[Screen]:
+        """``screen`` along each of ``directions``. Their evaluations go to the spec as one
+        batch (``torch.func.vmap``) where that is cheaper than one call each: the part of
+        the forward that does not depend on ``param`` is then computed once for all."""
+        tol = FINITE_DIFFERENCES
+        steps = [self.step_for(param, d) for d in directions]
+        moves = [
+            (torch.from_numpy(np.asarray(d)), t)
+            for d, t in zip(directions, steps, strict=True)
+            for t in (t, -t)
+        ]
+        values = self._batched(param, moves) if self._batches(param, len(moves)) else None
+        if values is None:
+            values = [self._evaluate(param, d, t) for d, t in moves]
+        found = []
+        for i, t in enumerate(steps):
+            f_plus, f_minus = values[2 * i], values[2 * i + 1]
+            central = (f_plus - f_minus) / (2 * t)
+            magnitude = max(self._magnitude, abs(f_plus), abs(f_minus))
+            roundoff = (tol.roundoff_factor * EPS * magnitude + tol.safety * self._noise) / t
+            allowed = roundoff + tol.rtol * abs(central)
+            found.append(Screen(central=central, allowed=allowed, step=t))
+        return found
+
+    def screen_batch(self, param: str) -> int:
+        """How many directions of ``param`` to hand ``screens`` at once: enough to fill one
+        batch, or 1 where batches do not pay."""
+        fits = BATCH_MAX_ELEMENTS // (2 * max(1, self._inputs[param].numel()))
+        return fits if 2 * fits >= BATCH_MIN and _vmappable(self._forward) is not False else 1
+
+    def _batches(self, param: str, count: int) -> bool:
+        """Batch when there are enough evaluations to repay vmap's fixed cost (~0.1 ms) and
+        the batch stays small (a batched copy of a large input costs more than it saves)."""
+        size = count * self._inputs[param].numel()
+        return (
+            count >= BATCH_MIN
+            and size <= BATCH_MAX_ELEMENTS
+            and _vmappable(self._forward) is not False
+        )
+
+    def _batched(self, param: str, moves: list[tuple[torch.Tensor, float]]) -> list[float] | None:
+        """phi at every move in one vmapped call, or None where the spec cannot be vmapped
+        (data-dependent control flow, .item(), numpy inside) or gives other values batched.
+        The first batch of each spec is checked against one call each."""
+        base = self._inputs[param]
+        batch = torch.stack([base + t * d for d, t in moves])
+
+        def phi(moved: torch.Tensor) -> torch.Tensor:
+            output = call_forward(
+                self._name, self._forward, {**self._inputs, param: moved}, self._params
+            ).to(torch.float64)
+            return output if self._grad_output is None else (output * self._grad_output).sum()
+
+        try:
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # vmap's own notes on slow fallbacks
+                values = [float(v) for v in torch.func.vmap(phi)(batch)]
+        except Exception:  # any spec vmap cannot batch: evaluate one at a time instead
+            _remember(self._forward, False)
+            return None
+        if _vmappable(self._forward) is None:
+            # The first two moves once more, one call each: enough to see a spec that
+            # batches differently (all of them cost a third of a check at 3000x3000).
+            singly = [self._evaluate(param, d, t) for d, t in moves[:2]]
+            bound = 2 * (
+                FINITE_DIFFERENCES.roundoff_factor * EPS * self._magnitude
+                + FINITE_DIFFERENCES.safety * self._noise
+            )
+            agrees = all(abs(a - b) <= bound for a, b in zip(values, singly, strict=False))
+            _remember(self._forward, agrees)
+            if not agrees:
+                return singly + [self._evaluate(param, d, t) for d, t in moves[2:]]
+        return values
+
+
+# Batched evaluation pays from this many evaluations on, up to this many batched elements.
+BATCH_MIN = 8
+BATCH_MAX_ELEMENTS = 1 << 18
+
+# spec forward -> whether vmap evaluates it as one call each would; decided at its first batch.
+_VMAPPABLE: dict[Callable[..., Any], bool] = {}
+
+
+def _vmappable(forward: Callable[..., Any]) -> bool | None:
+    try:
+        return _VMAPPABLE.get(forward)
+    except TypeError:  # an unhashable callable: never batched
+        return False
+
+
+def _remember(forward: Callable[..., Any], vmappable: bool) -> None:
+    with contextlib.suppress(TypeError):
+        _VMAPPABLE[forward] = vmappable
