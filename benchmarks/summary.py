@@ -23,8 +23,8 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:.3f}"
 
 
-def _optional(value: float | None, pattern: str) -> str:
-    return "" if value is None else pattern.format(value)
+def _optional(value: float | None, pattern: str, *, scale: float = 1.0) -> str:
+    return "" if value is None else pattern.format(value * scale)
 
 
 def tables(results: Sequence[Result]) -> str:
@@ -91,6 +91,24 @@ def tables(results: Sequence[Result]) -> str:
               f"{check_cost / r.min_s:.2f}x",
               _optional(r.extra.get("examples_per_s"), "{:.0f}")] for r in checker],
         )  # fmt: skip
+    cost = [r for r in results if r.net == "cost"]
+    if cost:
+        lines.append("What checking costs over the work it cannot avoid (CPU, float64)")
+        lines.append("")
+        table(
+            ["impl", "derivation", "size", "min ms", "irreducible ms", "ratio",
+             "extra memory / inputs"],
+            [[r.impl, str(r.extra.get("derivation") or ""), r.size or "", _ms(r.min_s),
+              _optional(r.extra.get("irreducible_s"), "{:.3f}", scale=1e3),
+              _optional(r.extra.get("cost_ratio"), "{:.1f}x"),
+              _optional(r.extra.get("memory_ratio"), "{:.1f}x")] for r in cost],
+        )  # fmt: skip
+        small = [r.extra["cost_ratio"] for r in cost if r.impl == "gradcheck_verify"
+                 and r.extra.get("cost_ratio") is not None]  # fmt: skip
+        if small:
+            lines.append(f"Mean verify ratio over {len(small)} derivations: "
+                         f"{sum(small) / len(small):.1f}x")  # fmt: skip
+            lines.append("")
     return "\n".join(lines)
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import inspect
+import threading
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,13 +33,25 @@ class BackwardResult:
 _BLAS = ThreadpoolController()
 
 
-def single_threaded_blas(backend: str) -> Any:
+_LIMITED = threading.local()
+
+
+@contextlib.contextmanager
+def single_threaded_blas(backend: str = "numpy") -> Iterator[None]:
     """OpenBLAS threads busy-wait after a call and then starve the torch calls that follow
     (measured: a check at the seeds' size took 120 ms instead of 42 ms on 2 cores). A check
-    judges correctness, not speed, so the numpy backward runs on one BLAS thread."""
-    if backend != "numpy":
-        return contextlib.nullcontext()
-    return _BLAS.limit(limits=1, user_api="blas")
+    judges correctness, not speed, so the numpy backward runs on one BLAS thread. Inside an
+    enclosing limit (``verify`` holds one over its whole search) nothing is done again:
+    setting and restoring the limit cost 0.1-0.6 ms, more than a small example's work."""
+    if backend != "numpy" or getattr(_LIMITED, "active", False):
+        yield
+        return
+    with _BLAS.limit(limits=1, user_api="blas"):
+        _LIMITED.active = True
+        try:
+            yield
+        finally:
+            _LIMITED.active = False
 
 
 def _as_numpy(value: Any) -> np.ndarray:

@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, Phase, find, settings
 from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
 
+from gradcheck.backward import single_threaded_blas
 from gradcheck.checking import (
     Options,
     evaluate,
@@ -267,7 +268,18 @@ def verify(
     )
     started = time.perf_counter()
     search = _Search(derivation, options, progress)
+    with single_threaded_blas():  # once for the search, not once an example
+        report = _search(derivation, search, options, budget)
+    return replace(
+        report,
+        seed=seed,
+        elapsed=time.perf_counter() - started,
+        reproduce=f"verify({derivation.name}, seed={seed}, max_examples={budget})",
+    )
 
+
+def _search(derivation: Derivation, search: _Search, options: Options, budget: int) -> Report:
+    """The three passes and the report of what they found."""
     failing = search.find(seeded_examples(derivation), budget)
     if failing is not None and search.declaration_error is None:
         failing = search.lower_dims(failing)
@@ -275,7 +287,6 @@ def verify(
     if search.declaration_error is not None:
         raise search.declaration_error
     tried = search.examples
-    reproduce = f"verify({derivation.name}, seed={seed}, max_examples={budget})"
     notes: tuple[str, ...]
     if failing is not None:
         report = evaluate(derivation, failing.inputs, failing.dims, options, None, failing.params)
@@ -299,13 +310,7 @@ def verify(
             "differences below what finite differences resolve)",
         )
     return replace(
-        report,
-        notes=report.notes + notes,
-        seed=seed,
-        examples=tried,
-        inconclusive=search.inconclusive,
-        elapsed=time.perf_counter() - started,
-        reproduce=reproduce,
+        report, notes=report.notes + notes, examples=tried, inconclusive=search.inconclusive
     )
 
 

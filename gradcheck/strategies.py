@@ -9,6 +9,7 @@ is cheaper and clearer than rejecting examples.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -89,8 +90,15 @@ def _params_and_dims(
     sizes: dict[str, int] = {}
     for dim in derivation.dim_ranges:
         low, high = dim_range(derivation, dim, {**params, **sizes})
-        sizes[dim] = draw(st.integers(low, high))
+        sizes[dim] = draw(_integers(low, high))
     return params, sizes
+
+
+@functools.lru_cache(maxsize=1024)
+def _integers(low: int, high: int) -> st.SearchStrategy[int]:
+    # Built once per range: making and validating a strategy at every draw cost more than
+    # drawing from it (0.6 ms an example for four dims).
+    return st.integers(low, high)
 
 
 def smallest_params_and_dims(derivation: Derivation) -> tuple[dict[str, Any], dict[str, int]]:
@@ -220,5 +228,5 @@ def seeded_examples(draw: st.DrawFn, derivation: Derivation) -> Example:
     params and dims; ``verify`` then simplifies the values of a failure element by element,
     at its smallest dims, with ``inputs``."""
     params, sizes = draw(_params_and_dims(derivation))
-    seed = draw(st.integers(0, 2**32 - 1))
+    seed = draw(_integers(0, 2**32 - 1))
     return Example(dims=sizes, inputs=seeded_inputs(derivation, sizes, seed, params), params=params)

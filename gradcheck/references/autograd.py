@@ -103,12 +103,7 @@ def autograd_gradients(
                 )
             )
     gradients = {
-        # Contiguous: an expanded gradient (of a sum) would be a stride-0 view.
-        key: (
-            np.zeros_like(inputs[key])
-            if grad is None
-            else np.ascontiguousarray(grad.detach().numpy())
-        )
+        key: np.zeros_like(inputs[key]) if grad is None else _contiguous(grad.detach().numpy())
         for key, grad in zip(wrt, grads, strict=True)
     }
     return AutogradResult(
@@ -116,3 +111,9 @@ def autograd_gradients(
         gradients=gradients,
         grad_output=grad_output,
     )
+
+
+def _contiguous(array: np.ndarray) -> np.ndarray:
+    """The array itself, or a copy where it is a view: an expanded gradient (of a sum) is a
+    stride-0 view. (``np.ascontiguousarray`` would also turn a 0-d array into shape (1,).)"""
+    return array if array.flags.c_contiguous else array.copy()

@@ -101,7 +101,7 @@ class ScalarSpec:
             self._base_value, self._magnitude = self._evaluate_with_magnitude(None, None, 0.0)
         else:
             self._base_value, self._magnitude = self._phi(torch.from_numpy(output))
-        self._noise = self._rounding_noise()
+        self._measured_noise: float | None = None
 
     def _evaluate_with_magnitude(
         self, param: str | None, direction: torch.Tensor | None, t: float
@@ -135,14 +135,39 @@ class ScalarSpec:
 
     def _evaluate(self, param: str, direction: torch.Tensor, t: float) -> float:
         """phi with ``param`` moved by ``t * direction``, without the size of its terms."""
+        return self._evaluate_at({param: (direction, t)})
+
+    def _evaluate_at(self, moves: Mapping[str, tuple[torch.Tensor, float]]) -> float:
+        """phi with each named input moved by ``t * direction``."""
         tensors = dict(self._inputs)
-        tensors[param] = self._moved(param, direction, t)
+        for param, (direction, t) in moves.items():
+            tensors[param] = self._moved(param, direction, t)
         with torch.no_grad():
             output = call_forward(self._name, self._forward, tensors, self._params)
             output = output.to(torch.float64)
             if self._grad_output is None:
                 return float(output)
             return float(torch.dot(output.reshape(-1), self._grad_output.reshape(-1)))
+
+    def screen_jointly(
+        self, directions: Mapping[str, np.ndarray]
+    ) -> tuple[Screen, dict[str, float]]:
+        """One central difference with every named input moved at once, each by its own
+        step along its own direction: two evaluations in all, however many inputs. The
+        slope is per unit of that joint move, so autograd's is sum_p step_p <grad_p, d_p>
+        (the steps are returned with it)."""
+        tol = FINITE_DIFFERENCES
+        steps = {p: self.step_for(p, d) for p, d in directions.items()}
+        tensors = {p: torch.from_numpy(np.asarray(d)) for p, d in directions.items()}
+        f_plus, f_minus = (
+            self._evaluate_at({p: (d, sign * steps[p]) for p, d in tensors.items()})
+            for sign in (1.0, -1.0)
+        )
+        central = (f_plus - f_minus) / 2
+        magnitude = max(self._magnitude, abs(f_plus), abs(f_minus))
+        noise = self._measured_noise or 0.0  # as in ``screens``
+        allowed = tol.roundoff_factor * EPS * magnitude + tol.safety * noise
+        return Screen(central=central, allowed=allowed + tol.rtol * abs(central), step=1.0), steps
 
     def _rounding_noise(self) -> float:
         """How much phi moves when every input moves by a few eps of itself: the floor under
@@ -158,6 +183,14 @@ class ScalarSpec:
             moved = self._phi(output.to(torch.float64))[0]
         noise = abs(moved - self._base_value)
         return noise if np.isfinite(noise) else 0.0
+
+    @property
+    def _noise(self) -> float:
+        """The rounding noise, measured at first use (one more forward): a screen that
+        confirms autograd without it never needs it, since it only widens allowances."""
+        if self._measured_noise is None:
+            self._measured_noise = self._rounding_noise()
+        return self._measured_noise
 
     @property
     def magnitude(self) -> float:
@@ -228,7 +261,10 @@ class ScalarSpec:
             f_plus, f_minus = values[2 * i], values[2 * i + 1]
             central = (f_plus - f_minus) / (2 * t)
             magnitude = max(self._magnitude, abs(f_plus), abs(f_minus))
-            roundoff = (tol.roundoff_factor * EPS * magnitude + tol.safety * self._noise) / t
+            # Without the noise unless it is already known: a screen that confirms autograd
+            # within the narrower allowance would within the wider one too.
+            noise = self._measured_noise or 0.0
+            roundoff = (tol.roundoff_factor * EPS * magnitude + tol.safety * noise) / t
             allowed = roundoff + tol.rtol * abs(central)
             found.append(Screen(central=central, allowed=allowed, step=t))
         return found
@@ -275,7 +311,7 @@ class ScalarSpec:
             singly = [self._evaluate(param, d, t) for d, t in moves[:2]]
             bound = 2 * (
                 FINITE_DIFFERENCES.roundoff_factor * EPS * self._magnitude
-                + FINITE_DIFFERENCES.safety * self._noise
+                + FINITE_DIFFERENCES.safety * (self._measured_noise or 0.0)
             )
             agrees = all(abs(a - b) <= bound for a, b in zip(values, singly, strict=False))
             _remember(self._forward, agrees)
