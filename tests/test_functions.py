@@ -16,6 +16,8 @@ from gradcheck.functions import messages, runner
 from gradcheck.functions.layouts import LAYOUTS, in_layout
 from tests import function_mutants as mutants
 
+pytest_plugins = ["pytester"]
+
 # Small searches: every planted bug here is found within a few examples.
 EXAMPLES = 12
 
@@ -235,3 +237,42 @@ def test_messages_name_the_numbers_and_the_fix():
     assert messages.not_run("vmap", "why") == "vmap: not run: why"
     assert "Hessian-vector product" in messages.second_derivative("x")[1]
     assert "Jacobian-vector product" in messages.second_derivative("grad_output")[1]
+
+
+PLUGIN_FILE = """
+import torch
+from gradcheck import function_derivation
+
+
+class Tanh(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        y = torch.tanh(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (y,) = ctx.saved_tensors
+        return grad_output * (1 - y**2)
+
+
+class TanhDetached(Tanh):
+    @staticmethod
+    def backward(ctx, grad_output):
+        (y,) = ctx.saved_tensors
+        return grad_output * (1 - y.detach() ** 2)
+
+
+tanh = function_derivation(Tanh, spec=torch.tanh, shapes={"x": ("N",)}, wrt=["x"])
+tanh_detached = function_derivation(
+    TanhDetached, spec=torch.tanh, shapes={"x": ("N",)}, wrt=["x"]
+)
+"""
+
+
+def test_the_pytest_plugin_collects_function_derivations_like_any_other(pytester):
+    pytester.makepyfile(test_function_derivations=PLUGIN_FILE)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--gradcheck-max-examples", "8")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*TanhDetached FAILED (float64)*", "*[[]x[]] double backward:*"])
