@@ -183,3 +183,42 @@ center = function_derivation(CenterSetupContext, spec=center_spec, shapes=CENTER
 center_wrong_vmap = function_derivation(
     CenterWrongVmap, spec=center_spec, shapes=CENTER_SHAPES, wrt=["x"]
 )
+
+
+class ChannelScale(torch.autograd.Function):
+    """x * s per channel, for images (N, C, H, W): the layouts include channels_last."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, s)
+        return x * s[None, :, None, None]
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x, s = ctx.saved_tensors
+        return grad_output * s[None, :, None, None], (grad_output * x).sum(dim=(0, 2, 3))
+
+
+class ChannelScaleView(ChannelScale):
+    """The same, flattening grad_output with .view, which needs contiguous memory."""
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x, s = ctx.saved_tensors
+        n, c, h, w = grad_output.shape
+        per_sample = grad_output.view(n, c * h * w)  # raises unless (c, h, w) are contiguous
+        grad_s = (per_sample * x.reshape(n, c * h * w)).reshape(n, c, h * w).sum(dim=(0, 2))
+        return grad_output * s[None, :, None, None], grad_s
+
+
+def channel_scale_spec(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    return x * s[None, :, None, None]
+
+
+IMAGE_SHAPES = {"x": ("N", "C", "H", "W"), "s": ("C",)}
+channel_scale = function_derivation(
+    ChannelScale, spec=channel_scale_spec, shapes=IMAGE_SHAPES, wrt=["x", "s"]
+)
+channel_scale_view = function_derivation(
+    ChannelScaleView, spec=channel_scale_spec, shapes=IMAGE_SHAPES, wrt=["x", "s"]
+)

@@ -92,6 +92,17 @@ def test_the_strided_check_names_the_transposed_layout_where_it_applies():
     assert "given grad_output transposed (strides (1, 2))" in str(report)
 
 
+def test_images_are_also_checked_channels_last_and_a_view_needing_contiguity_fails_there():
+    rng = np.random.default_rng(0)
+    point = {"x": rng.uniform(-2, 2, (2, 3, 2, 2)), "s": rng.uniform(-2, 2, 3)}
+    assert check(mutants.channel_scale, point).verdict == "pass"
+    report = check(mutants.channel_scale_view, point)
+    assert report.verdict == "fail"
+    assert "- [grad_output] strided: Given grad_output channels_last (strides (12, 1, 6, 3))" in (
+        str(report)
+    )
+
+
 def test_a_nondeterministic_backward_fails_determinism_saying_by_how_much():
     torch.manual_seed(0)
     rng = np.random.default_rng(0)

@@ -167,7 +167,7 @@ def determinism_check(run: Run, nondet_tol: float) -> list[Problem]:
     _, again = by_function(
         check,
         lambda: vjp(run.function, run.values, run.wrt, run.seed_tensor),
-        "running the backward a second time",
+        "Run a second time",
     )
     problems = []
     for name, first in run.gradients.items():
@@ -230,17 +230,21 @@ def _one_layout(
         given = ", ".join(f"{n} {layout}{_strides(laid[n][1])}" for n in strided)
         output, grads = by_function(
             check, lambda: vjp(run.function, {**run.values, **chosen}, run.wrt, seed),
-            f"given {given}",
+            f"Given {given}",
         )  # fmt: skip
         return as_numpy(output), {n: as_numpy(g) for n, g in grads.items() if g is not None}
 
     try:
         # A new layout's values (expanded) need their own contiguous results.
         expected = results([]) if layout == "expanded" else (run.output, run.gradients)
+    except Raised as raised:
+        return [Problem(check, raised.problem.message, "every input")]
+    together: Problem | None = None
+    try:
         if not _layout_mismatches(run, results(list(laid)), expected):
             return []
     except Raised as raised:
-        return [Problem(check, raised.problem.message, "every input")]
+        together = Problem(check, raised.problem.message, "every input")
     problems = []
     for name in laid:
         try:
@@ -250,10 +254,12 @@ def _one_layout(
             continue
         if found:
             problems.append(_layout_problem(check, found, name, layout, _strides(laid[name][1])))
-    if not problems:  # only the combination differs
-        found = _layout_mismatches(run, results(list(laid)), expected)
-        problems.append(_layout_problem(check, found, "every input", layout, ""))
-    return problems
+    if problems:
+        return problems
+    if together is not None:  # only the combination raises, or differs
+        return [together]
+    found = _layout_mismatches(run, results(list(laid)), expected)
+    return [_layout_problem(check, found, "every input", layout, "")]
 
 
 def _strides(view: torch.Tensor) -> str:
@@ -278,7 +284,9 @@ def _layout_mismatches(run: Run, got: Results, expected: Results) -> list[Mismat
     for name, actual, wanted in pairs:
         if actual is None or actual.shape != wanted.shape:
             continue
-        mismatch, _ = differs(actual, wanted, run.tolerance, parameter=name, reference=reference)
+        mismatch, _ = differs(
+            actual, wanted, run.tolerance, parameter=name, reference=reference, same_function=True
+        )
         if mismatch is not None:
             found.append(mismatch)
     return found
@@ -297,7 +305,7 @@ def jvp_check(run: Run) -> list[Problem]:
                 run.values,
                 {n: torch.tensor(t, dtype=dtype, device=device) for n, t in tangents.items()},
             ),
-            "in forward-mode AD (its jvp)",
+            "In forward-mode AD (its jvp)",
         )
     )
     expected = as_numpy(
@@ -348,7 +356,7 @@ def double_backward_check(run: Run) -> list[Problem]:
             run.function, run.values, run.wrt, run.seed_tensor,
             {n: torch.tensor(d, dtype=dtype, device=device) for n, d in directions.items()},
         ),
-        "when its backward was differentiated (create_graph=True)",
+        "When its backward was differentiated (create_graph=True)",
     )  # fmt: skip
     reference_seed = None if run.grad_output is None else torch.from_numpy(run.grad_output)
     expected = by_spec(
@@ -449,7 +457,7 @@ def vmap_check(run: Run) -> list[Problem]:
         ) -> tuple[torch.Tensor, dict[str, torch.Tensor | None]]:
             return vjp(run.function, values, run.wrt, seed_tensor)
 
-        output, grads = by_function(check, one, "in a loop over the batch")
+        output, grads = by_function(check, one, "In a loop over the batch")
         looped_outputs.append(as_numpy(output))
         for name in run.wrt:
             if grads[name] is not None:
@@ -467,7 +475,7 @@ def vmap_check(run: Run) -> list[Problem]:
     outputs, grads = by_function(
         check,
         lambda: vmapped_vjp(run.function, batched, shared, run.wrt, stacked_seeds),
-        f"under torch.func.vmap over a batch of {VMAP_BATCH}",
+        f"Under torch.func.vmap over a batch of {VMAP_BATCH}",
     )
     problems = []
     pairs = [("output", as_numpy(outputs), np.stack(looped_outputs))]
@@ -488,6 +496,7 @@ def vmap_check(run: Run) -> list[Problem]:
             run.tolerance,
             parameter=name,
             reference="the same Function applied to each member in a loop",
+            same_function=True,
         )
         if mismatch is not None:
             problems.append(
@@ -511,6 +520,7 @@ def agreement_check(run: Run, cpu: Run) -> list[Problem]:
             run.tolerance,
             parameter=name,
             reference="the Function's result on the CPU",
+            same_function=True,
         )
         if mismatch is not None:
             problems.append(

@@ -43,7 +43,8 @@ def not_run(check: str, why: str) -> str:
 
 
 def raised(doing: str, error: str) -> str:
-    return f"the Function raised {error} {doing}."
+    """``doing`` leads: "Given grad_output transposed (strides (1, 2))"."""
+    return f"{doing}, the Function raised {error}"
 
 
 def spec_raised(check: str, error: str) -> str:

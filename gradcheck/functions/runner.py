@@ -168,7 +168,7 @@ class FunctionChecks:
         output, grads = run_checks.by_function(
             run.label("backward"),
             lambda: vjp(run.function, run.values, run.wrt, run.seed_tensor),
-            "in its forward or backward",
+            "In its forward or backward",
         )
         run.output = run_checks.as_numpy(output)
         run.gradients = {n: run_checks.as_numpy(g) for n, g in grads.items() if g is not None}
