@@ -73,7 +73,7 @@ def test_a_backward_reading_grad_output_as_if_contiguous_fails_the_strided_check
     report = _verify(mutants.scale_rows_as_strided)
     assert report.verdict == "fail"
     text = str(report)
-    assert "- [grad_output] strided: given grad_output " in text
+    assert "- [grad_output] strided: Given grad_output " in text
     assert "as if it were contiguous" in text
     backward_only = _backward_only(
         mutants.scale_rows, mutants.ScaleRowsAsStrided, mutants.scale_rows_spec
@@ -89,7 +89,7 @@ def test_the_strided_check_names_the_transposed_layout_where_it_applies():
     point = {"x": np.arange(6.0).reshape(2, 3) + 1, "s": np.array([1.0, 2.0])}
     report = check(mutants.scale_rows_as_strided, point)
     assert report.verdict == "fail"
-    assert "given grad_output transposed (strides (1, 2))" in str(report)
+    assert "Given grad_output transposed (strides (1, 2))" in str(report)
 
 
 def test_images_are_also_checked_channels_last_and_a_view_needing_contiguity_fails_there():
@@ -242,7 +242,7 @@ def test_messages_name_the_numbers_and_the_fix():
         "w", 5.55e-17, (0, 1), 0.0
     )
     assert messages.layout_result("x", "grad_output", "transposed", " (strides (1, 2))") == (
-        "given grad_output transposed (strides (1, 2)), the gradient for 'x'"
+        "Given grad_output transposed (strides (1, 2)), the gradient for 'x'"
     )
     assert messages.layout_hint("grad_output", ["s"]).startswith("('s' differs too.) ")
     assert messages.not_run("vmap", "why") == "vmap: not run: why"

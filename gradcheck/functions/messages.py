@@ -78,7 +78,7 @@ def nondeterministic(name: str, worst: float, index: tuple[int, ...], tolerance:
 def layout_result(gradient: str, tensor: str, layout: str, strides: str) -> str:
     quantity = "the output" if gradient == "output" else f"the gradient for {gradient!r}"
     given = f"every input {layout}" if tensor == "every input" else f"{tensor} {layout}{strides}"
-    return f"given {given}, {quantity}"
+    return f"Given {given}, {quantity}"
 
 
 def layout_hint(tensor: str, also: list[str]) -> str:
