@@ -21,6 +21,7 @@ from gradcheck.derivation import Derivation, DerivationError
 
 if TYPE_CHECKING:
     from gradcheck.checking import check
+    from gradcheck.functions import function_derivation
     from gradcheck.report import Example, Problem, Report
     from gradcheck.search import verify
     from gradcheck.testing import GradcheckFailure, assert_gradients_close
@@ -34,6 +35,7 @@ __all__ = [
     "Report",
     "assert_gradients_close",
     "check",
+    "function_derivation",
     "verify",
 ]
 __version__ = "0.1.0"
@@ -43,6 +45,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "check": "gradcheck.checking",
     "verify": "gradcheck.search",
+    "function_derivation": "gradcheck.functions",
     "Example": "gradcheck.report",
     "Problem": "gradcheck.report",
     "Report": "gradcheck.report",

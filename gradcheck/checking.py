@@ -688,6 +688,14 @@ def _evaluate(
                 continue  # already failed against autograd, with finite differences agreeing
             (failures if problem.kind == "mismatch" else doubts).append(problem)
 
+    extra_notes: tuple[str, ...] = ()
+    if derivation.extra_checks is not None:
+        extra = derivation.extra_checks(
+            point, autograd.grad_output, params, dtype=options.dtype, seed=options.seed
+        )
+        for problem in extra.problems:
+            (doubts if problem.kind in _DOUBTS else failures).append(problem)
+        extra_notes, probe_count = tuple(extra.notes), probe_count + extra.probes
     if failures and options.dtype != "float64":
         failures.extend(_precision_problems(derivation, point, autograd, failures, options, params))
     notes: tuple[str, ...] = ()
@@ -696,6 +704,7 @@ def _evaluate(
             f"the backward also returned {', '.join(map(repr, hand.unchecked))}, not in wrt: "
             "not checked (add to wrt to check it)",
         )
+    notes += extra_notes
     if failures:
         verdict = "fail"
     elif any(p.kind == "references_disagree" for p in doubts):
@@ -718,6 +727,10 @@ def _evaluate(
         probes=probe_count,
         gradients=pairs,
     )
+
+
+# Problems that leave the derivation unjudged at a point rather than failing it.
+_DOUBTS = ("kink", "references_disagree", "unresolved")
 
 
 def _random_signs(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:

@@ -87,6 +87,12 @@ class Derivation:
     bounds: Mapping[str, tuple[float, float]] | None = None
     params: Mapping[str, Any] | None = None
     integers: Mapping[str, IntegerRange] | None = None
+    # Checks beyond the gradient, run by check and verify at every example on the same
+    # point (a torch.autograd.Function's forward mode, double backward, strides, vmap):
+    # called as ``extra_checks(point, grad_output, params, dtype=..., seed=...)`` with the
+    # float64 numpy point, and returning an object with ``problems`` (Problems merged into
+    # the report), ``notes`` (strings) and ``probes`` (finite-difference probes spent).
+    extra_checks: Callable[..., Any] | None = None
     # Filled in by __post_init__: every symbolic dim with its inclusive range (or the
     # callable that gives it), every float input with its value range (declared or
     # default), every hyperparameter with its choices.
@@ -103,6 +109,11 @@ class Derivation:
                     f"Derivation {self.name!r}: {role} must be callable, "
                     f"got {type(getattr(self, role)).__name__}."
                 )
+        if self.extra_checks is not None and not callable(self.extra_checks):
+            raise DerivationError(
+                f"Derivation {self.name!r}: extra_checks must be callable or None, "
+                f"got {type(self.extra_checks).__name__}."
+            )
         shapes = self._validated_shapes()
         wrt = self._validated_wrt(shapes)
         if self.backend not in BACKENDS:

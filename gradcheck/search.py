@@ -303,7 +303,9 @@ def _search(derivation: Derivation, search: _Search, options: Options, budget: i
         notes = ()
     else:
         report = Report(derivation=derivation.name, verdict="pass", dtype=options.dtype)
-        notes = (f"{tried} examples passed",)
+        # What every example says about itself (a check not run, and why) still holds.
+        standing = search.last_report.notes if search.last_report is not None else ()
+        notes = (*standing, f"{tried} examples passed")
     if search.inconclusive:
         notes += (
             f"{search.inconclusive} of {tried} examples were inconclusive (kinks, or "

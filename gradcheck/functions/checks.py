@@ -1,0 +1,531 @@
+"""What a ``torch.autograd.Function`` is checked for at each example, beyond its backward.
+
+``FunctionChecks`` is the ``extra_checks`` of a Derivation made by ``function_derivation``:
+check and verify call it at every example with the point and grad_output the backward check
+used, and merge what it finds into the report. Each check is a function of one ``Run`` (the
+Function, the spec, the point on one device) returning the problems it found.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from gradcheck.compare import Mismatch
+from gradcheck.derivation import DerivationError
+from gradcheck.functions import messages
+from gradcheck.functions.function import (
+    Forward,
+    double_backward,
+    jvp_by_double_backward,
+    jvp_by_forward_ad,
+    tensors_at,
+    vjp,
+    vmapped_vjp,
+)
+from gradcheck.functions.judge import combined, differs, judged, plain_difference
+from gradcheck.functions.layouts import LAYOUTS, in_layout
+from gradcheck.references.autograd import call_forward
+from gradcheck.references.finite_differences import ScalarSpec
+from gradcheck.report import Problem
+from gradcheck.tolerances import Tolerance
+
+__all__ = [
+    "CHECKS",
+    "Findings",
+    "Raised",
+    "Run",
+    "agreement_check",
+    "as_numpy",
+    "by_function",
+    "determinism_check",
+    "double_backward_check",
+    "forward_check",
+    "jvp_check",
+    "strided_check",
+    "vmap_check",
+]
+
+# Every check a Function can get, in the order they run; ``checks=`` picks among them.
+CHECKS = ("backward", "jvp", "double_backward", "strided", "vmap", "determinism", "cuda")
+
+# Members of the batch the vmap check maps over: the example itself and two resamplings of
+# its values (the same magnitudes, so no new kinks or overflow).
+VMAP_BATCH = 3
+
+
+@dataclass(frozen=True)
+class Findings:
+    """What the Function checks found at one example, for the report."""
+
+    problems: tuple[Problem, ...] = ()
+    notes: tuple[str, ...] = ()
+    probes: int = 0
+
+
+class Raised(Exception):
+    """A check could not finish: the problem says who raised (the Function or the spec)."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.message)
+        self.problem = problem
+
+
+def _where(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+
+
+def by_function(check: str, call: Callable[[], Any], doing: str) -> Any:
+    try:
+        return call()
+    except DerivationError:
+        raise
+    except Exception as exc:  # the Function is user code: its failure is a verdict
+        message = messages.raised(doing, f"{type(exc).__name__}: {exc}{_where(exc)}")
+        raise Raised(Problem(check, message)) from exc
+
+
+def by_spec(check: str, call: Callable[[], Any]) -> Any:
+    try:
+        return call()
+    except DerivationError:
+        raise
+    except Exception as exc:  # the reference cannot be taken: the Function is not judged
+        message = messages.spec_raised(check, f"{type(exc).__name__}: {exc}")
+        raise Raised(Problem("references_disagree", message)) from exc
+
+
+def as_numpy(tensor: torch.Tensor) -> np.ndarray:
+    return np.array(tensor.detach().cpu().to(torch.float64).numpy())
+
+
+@dataclass
+class Run:
+    """One example on one device: the Function and the spec ready to call, the point, and
+    the Function's contiguous results every other check is compared with."""
+
+    function: Forward
+    spec: Forward
+    spec_name: str
+    spec_forward: Callable[..., Any]
+    params: Mapping[str, Any]
+    point: Mapping[str, np.ndarray]  # float64 (int64 for integer inputs), the example
+    grad_output: np.ndarray | None
+    values: dict[str, torch.Tensor]  # the point in the Function's dtype, on the device
+    seed_tensor: torch.Tensor | None  # grad_output likewise
+    wrt: tuple[str, ...]
+    tolerance: Tolerance
+    rng: np.random.Generator
+    dims: Mapping[str, int]
+    prefix: str  # "" on the CPU, "cuda " on a GPU
+    output: np.ndarray = field(default_factory=lambda: np.zeros(()))
+    gradients: dict[str, np.ndarray] = field(default_factory=dict)
+    probes: int = 0
+
+    def label(self, check: str) -> str:
+        return self.prefix + check
+
+    def floating(self) -> list[str]:
+        return [n for n, t in self.values.items() if t.is_floating_point()]
+
+    def reference_point(self) -> dict[str, torch.Tensor]:
+        return tensors_at(self.point, torch.float64, "cpu")
+
+
+def forward_check(run: Run) -> list[Problem]:
+    """The Function's output is the spec's: a right backward of the wrong function is no
+    use, and the engine's backward check never looks at the Function's forward."""
+    expected = as_numpy(
+        call_forward(run.spec_name, run.spec_forward, run.reference_point(), run.params)
+    )
+    if run.output.shape != expected.shape:
+        return [
+            Problem("forward", messages.output_shape(run.output.shape, expected.shape), "output")
+        ]
+    mismatch, _ = differs(
+        run.output,
+        expected,
+        run.tolerance,
+        parameter="output",
+        reference="the spec's output (float64)",
+    )
+    return (
+        []
+        if mismatch is None
+        else [plain_difference("forward", mismatch, "the Function's output", "")]
+    )
+
+
+def determinism_check(run: Run, nondet_tol: float) -> list[Problem]:
+    check = run.label("determinism")
+    _, again = by_function(
+        check,
+        lambda: vjp(run.function, run.values, run.wrt, run.seed_tensor),
+        "Run a second time",
+    )
+    problems = []
+    for name, first in run.gradients.items():
+        second = again[name]
+        if second is None:
+            continue
+        difference = np.abs(as_numpy(second) - first)
+        worst = (
+            float(np.nanmax(difference, initial=0.0)) if not np.isnan(difference).any() else np.inf
+        )
+        if not worst <= nondet_tol:
+            index = tuple(
+                int(i)
+                for i in np.unravel_index(
+                    int(np.argmax(np.nan_to_num(difference, nan=np.inf))), difference.shape
+                )
+            )
+            problems.append(
+                Problem(check, messages.nondeterministic(name, worst, index, nondet_tol), name)
+            )
+    return problems
+
+
+def strided_check(run: Run) -> list[Problem]:
+    """Every tensor the Function is handed, in each layout: the results must be those of
+    contiguous copies of the same values. On a difference, each tensor alone names the
+    culprit. Problems are keyed by the tensor, not the layout (``[grad_output] strided:
+    given grad_output transposed ...``): which layouts exist depends on the dims, and a
+    search that saw the layouts change with a dim would blame the dim."""
+    tensors = {n: run.values[n] for n in run.floating()}
+    if run.seed_tensor is not None:
+        tensors["grad_output"] = run.seed_tensor
+    problems: list[Problem] = []
+    for layout in LAYOUTS:
+        laid: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        for name, tensor in tensors.items():
+            pair = in_layout(tensor, layout)
+            if pair is not None:
+                laid[name] = pair
+        if laid:
+            problems.extend(_one_layout(run, tensors, laid, layout))
+    return problems
+
+
+Results = tuple[np.ndarray, dict[str, np.ndarray]]
+
+
+def _one_layout(
+    run: Run,
+    tensors: Mapping[str, torch.Tensor],
+    laid: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
+    layout: str,
+) -> list[Problem]:
+    check = run.label("strided")
+    contiguous = {**tensors, **{n: values for n, (values, _) in laid.items()}}
+
+    def results(strided: Sequence[str]) -> Results:
+        chosen = {**contiguous, **{n: laid[n][1] for n in strided}}
+        seed = chosen.pop("grad_output", None)
+        given = ", ".join(f"{n} {layout}{_strides(laid[n][1])}" for n in strided)
+        output, grads = by_function(
+            check, lambda: vjp(run.function, {**run.values, **chosen}, run.wrt, seed),
+            f"Given {given}",
+        )  # fmt: skip
+        return as_numpy(output), {n: as_numpy(g) for n, g in grads.items() if g is not None}
+
+    try:
+        # A new layout's values (expanded) need their own contiguous results.
+        expected = results([]) if layout == "expanded" else (run.output, run.gradients)
+    except Raised as raised:
+        return [Problem(check, raised.problem.message, "every input")]
+    together: Problem | None = None
+    try:
+        if not _layout_mismatches(run, results(list(laid)), expected):
+            return []
+    except Raised as raised:
+        together = Problem(check, raised.problem.message, "every input")
+    problems = []
+    for name in laid:
+        try:
+            found = _layout_mismatches(run, results([name]), expected)
+        except Raised as raised:
+            problems.append(Problem(check, raised.problem.message, name))
+            continue
+        if found:
+            problems.append(_layout_problem(check, found, name, layout, _strides(laid[name][1])))
+    if problems:
+        return problems
+    if together is not None:  # only the combination raises, or differs
+        return [together]
+    found = _layout_mismatches(run, results(list(laid)), expected)
+    return [_layout_problem(check, found, "every input", layout, "")]
+
+
+def _strides(view: torch.Tensor) -> str:
+    return f" (strides {tuple(view.stride())})"
+
+
+def _layout_problem(
+    check: str, found: list[Mismatch], tensor: str, layout: str, strides: str
+) -> Problem:
+    """One problem per tensor and layout: the first quantity that differs, the others named."""
+    first = found[0]
+    what = messages.layout_result(first.parameter, tensor, layout, strides)
+    why = messages.layout_hint(tensor, [m.parameter for m in found[1:]])
+    return plain_difference(check, first, what, why, label=tensor)
+
+
+def _layout_mismatches(run: Run, got: Results, expected: Results) -> list[Mismatch]:
+    reference = "the same values, contiguous"
+    found = []
+    pairs: list[tuple[str, np.ndarray | None, np.ndarray]] = [("output", got[0], expected[0])]
+    pairs += [(n, got[1].get(n), g) for n, g in expected[1].items()]
+    for name, actual, wanted in pairs:
+        if actual is None or actual.shape != wanted.shape:
+            continue
+        mismatch, _ = differs(
+            actual, wanted, run.tolerance, parameter=name, reference=reference, same_function=True
+        )
+        if mismatch is not None:
+            found.append(mismatch)
+    return found
+
+
+def jvp_check(run: Run) -> list[Problem]:
+    """Forward mode through the Function's ``jvp`` against the spec's J v."""
+    check = run.label("jvp")
+    tangents = {n: run.rng.standard_normal(run.point[n].shape) for n in run.wrt}
+    dtype, device = run.values[run.wrt[0]].dtype, run.values[run.wrt[0]].device
+    got = as_numpy(
+        by_function(
+            check,
+            lambda: jvp_by_forward_ad(
+                run.function,
+                run.values,
+                {n: torch.tensor(t, dtype=dtype, device=device) for n, t in tangents.items()},
+            ),
+            "In forward-mode AD (its jvp)",
+        )
+    )
+    expected = as_numpy(
+        by_spec(
+            check,
+            lambda: jvp_by_double_backward(
+                run.spec,
+                run.reference_point(),
+                {n: torch.from_numpy(t) for n, t in tangents.items()},
+            ),
+        )
+    )
+    if got.shape != expected.shape:
+        return [Problem(check, messages.tangent_shape(got.shape, expected.shape), "output")]
+    mismatch, allowed = differs(
+        got,
+        expected,
+        run.tolerance,
+        parameter="output",
+        reference="the spec's JVP (autograd, float64)",
+    )
+    if mismatch is None:
+        return []
+
+    def slope_along(delta: np.ndarray, widen: float) -> Any:
+        # <f(x + t v), delta> moves at <J v, delta>: one probe per input moved
+        spec = ScalarSpec(run.spec_name, run.spec_forward, run.point, delta, run.params)
+        run.probes += len(tangents)
+        return combined([spec.slope(n, tangents[n], widen) for n in run.wrt])
+
+    return [
+        judged(
+            check, mismatch, got, expected, allowed, slope_along,
+            what="the Function's forward-mode tangent of the output",
+            inputs=run.point, dims=run.dims, hint=messages.JVP_HINT,
+        )
+    ]  # fmt: skip
+
+
+def double_backward_check(run: Run) -> list[Problem]:
+    """The Function's VJP differentiated again, against the spec's second derivatives."""
+    check = run.label("double backward")
+    directions = {n: run.rng.standard_normal(run.point[n].shape) for n in run.wrt}
+    dtype, device = run.values[run.wrt[0]].dtype, run.values[run.wrt[0]].device
+    got = by_function(
+        check,
+        lambda: double_backward(
+            run.function, run.values, run.wrt, run.seed_tensor,
+            {n: torch.tensor(d, dtype=dtype, device=device) for n, d in directions.items()},
+        ),
+        "When its backward was differentiated (create_graph=True)",
+    )  # fmt: skip
+    reference_seed = None if run.grad_output is None else torch.from_numpy(run.grad_output)
+    expected = by_spec(
+        check,
+        lambda: double_backward(
+            run.spec, run.reference_point(), run.wrt, reference_seed,
+            {n: torch.from_numpy(d) for n, d in directions.items()},
+        ),
+    )  # fmt: skip
+    spec = _first_derivative_spec(run, directions)
+    problems = []
+    for target, value in got.items():
+        hand, reference = as_numpy(value), as_numpy(expected[target])
+        what, against = messages.second_derivative(target)
+        mismatch, allowed = differs(
+            hand, reference, run.tolerance, parameter=target, reference=against
+        )
+        if mismatch is None:
+            continue
+
+        def slope_along(delta: np.ndarray, widen: float, target: str = target) -> Any:
+            run.probes += 1
+            return spec().slope(target, delta, widen)
+
+        problems.append(
+            judged(
+                check, mismatch, hand, reference, allowed, slope_along,
+                what=what, inputs=run.point, dims=run.dims, hint=messages.DOUBLE_BACKWARD_HINT,
+            )
+        )  # fmt: skip
+    return problems
+
+
+def _first_derivative_spec(
+    run: Run, directions: Mapping[str, np.ndarray]
+) -> Callable[[], ScalarSpec]:
+    """Finite differences of the spec's first derivative: psi(x, u) = <J(x)^T u, w>, taken
+    by autograd in float64, whose gradient is what the double backward computes."""
+    param_names = set(run.params)
+
+    def psi(**arguments: Any) -> torch.Tensor:
+        params = {k: arguments.pop(k) for k in list(arguments) if k in param_names}
+        seed = arguments.pop("grad_output", None)
+        leaves = [arguments[n].detach().requires_grad_(True) for n in run.wrt]
+        with torch.enable_grad():
+            output = run.spec_forward(
+                **{**arguments, **dict(zip(run.wrt, leaves, strict=True))}, **params
+            )
+            grads = torch.autograd.grad(output, leaves, seed, allow_unused=True)
+        total = torch.zeros((), dtype=torch.float64)
+        for name, grad in zip(run.wrt, grads, strict=True):
+            if grad is not None:
+                total = total + (grad * torch.from_numpy(directions[name])).sum()
+        return total.detach()
+
+    inputs = dict(run.point)
+    if run.grad_output is not None:
+        inputs["grad_output"] = run.grad_output
+    made: list[ScalarSpec] = []
+
+    def spec() -> ScalarSpec:  # built on the first mismatch only: it costs two spec VJPs
+        if not made:
+            made.append(ScalarSpec(run.spec_name, psi, inputs, None, run.params))
+        return made[0]
+
+    return spec
+
+
+def _rearranged(value: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The example's own values drawn with replacement: inside its bounds and off its kinks
+    like the example, yet with other sums and means (a permutation keeps those, and a vmap
+    rule that reduces over the batch would go unseen)."""
+    return rng.choice(value.ravel(), size=value.shape)
+
+
+def vmap_check(run: Run) -> list[Problem]:
+    """``torch.func.vmap`` over a batch (the example and two resamplings of its values)
+    against the Function applied to each member in a loop: outputs and VJPs."""
+    check = run.label("vmap")
+    floating = run.floating()
+    members = [dict(run.point)] + [
+        {**run.point, **{n: _rearranged(run.point[n], run.rng) for n in floating}}
+        for _ in range(VMAP_BATCH - 1)
+    ]
+    seeds = [run.grad_output] + [
+        None if run.grad_output is None else _rearranged(run.grad_output, run.rng)
+        for _ in range(VMAP_BATCH - 1)
+    ]
+    dtype, device = run.values[floating[0]].dtype, run.values[floating[0]].device
+    looped_outputs: list[np.ndarray] = []
+    looped_grads: dict[str, list[np.ndarray]] = {n: [] for n in run.wrt}
+    for member, seed in zip(members, seeds, strict=True):
+        values = tensors_at(member, dtype, device)
+        seed_tensor = None if seed is None else torch.tensor(seed, dtype=dtype, device=device)
+
+        def one(
+            values: dict[str, torch.Tensor] = values, seed_tensor: torch.Tensor | None = seed_tensor
+        ) -> tuple[torch.Tensor, dict[str, torch.Tensor | None]]:
+            return vjp(run.function, values, run.wrt, seed_tensor)
+
+        output, grads = by_function(check, one, "In a loop over the batch")
+        looped_outputs.append(as_numpy(output))
+        for name in run.wrt:
+            if grads[name] is not None:
+                looped_grads[name].append(as_numpy(grads[name]))
+    batched = {
+        n: torch.tensor(np.stack([m[n] for m in members]), dtype=dtype, device=device)
+        for n in floating
+    }
+    shared = {n: t for n, t in run.values.items() if n not in batched}
+    stacked_seeds = (
+        torch.ones(VMAP_BATCH, dtype=dtype, device=device)
+        if run.grad_output is None
+        else torch.tensor(np.stack([s for s in seeds if s is not None]), dtype=dtype, device=device)
+    )
+    outputs, grads = by_function(
+        check,
+        lambda: vmapped_vjp(run.function, batched, shared, run.wrt, stacked_seeds),
+        f"Under torch.func.vmap over a batch of {VMAP_BATCH}",
+    )
+    problems = []
+    pairs = [("output", as_numpy(outputs), np.stack(looped_outputs))]
+    pairs += [
+        (n, as_numpy(grads[n]), np.stack(looped_grads[n]))
+        for n in run.wrt
+        if len(looped_grads[n]) == VMAP_BATCH
+    ]
+    for name, got, expected in pairs:
+        if got.shape != expected.shape:
+            problems.append(
+                Problem(check, messages.vmap_shape(name, got.shape, expected.shape), name)
+            )
+            continue
+        mismatch, _ = differs(
+            got,
+            expected,
+            run.tolerance,
+            parameter=name,
+            reference="the same Function applied to each member in a loop",
+            same_function=True,
+        )
+        if mismatch is not None:
+            problems.append(
+                plain_difference(
+                    check, mismatch, messages.vmap_result(name, VMAP_BATCH), messages.VMAP_HINT
+                )
+            )
+    return problems
+
+
+def agreement_check(run: Run, cpu: Run) -> list[Problem]:
+    """The Function on the GPU gives what it gives on the CPU, to the dtype's rounding."""
+    check = run.label("agreement")
+    problems = []
+    pairs = [("output", run.output, cpu.output)]
+    pairs += [(n, run.gradients[n], cpu.gradients[n]) for n in cpu.gradients if n in run.gradients]
+    for name, got, expected in pairs:
+        mismatch, _ = differs(
+            got,
+            expected,
+            run.tolerance,
+            parameter=name,
+            reference="the Function's result on the CPU",
+            same_function=True,
+        )
+        if mismatch is not None:
+            problems.append(
+                plain_difference(
+                    check, mismatch, f"the Function's {name} on CUDA", messages.CUDA_HINT
+                )
+            )
+    return problems

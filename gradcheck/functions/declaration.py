@@ -1,0 +1,178 @@
+"""``function_derivation``: one declaration of a ``torch.autograd.Function`` and its spec,
+checked for everything a Function can get wrong, validated where it is written."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+
+from gradcheck.derivation import Derivation, DerivationError, DimRange, IntegerRange
+from gradcheck.functions.checks import CHECKS
+from gradcheck.functions.function import FunctionUnderTest, forward_arguments, vjp
+from gradcheck.functions.runner import FunctionChecks
+
+__all__ = ["function_derivation"]
+
+DTYPE_NAMES = ("float64", "float32")
+
+
+def _suggest(value: str, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(value, choices, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+class _FunctionBackward:
+    """The Derivation's backward: the VJP through ``apply``, for the backward check."""
+
+    def __init__(self, function: FunctionUnderTest, wrt: Sequence[str], params: Sequence[str]):
+        self.function = function
+        self.wrt = tuple(wrt)
+        self.params = tuple(params)
+
+    def __call__(self, **arguments: Any) -> dict[str, torch.Tensor]:
+        seed = arguments.pop("grad_output", None)
+        params = {k: arguments.pop(k) for k in self.params}
+        _, grads = vjp(self.function.bound(params), arguments, self.wrt, seed)
+        # An input the Function's backward gives None for is reported missing, by name.
+        return {name: grad for name, grad in grads.items() if grad is not None}
+
+
+def function_derivation(
+    function: type[torch.autograd.Function],
+    *,
+    spec: Callable[..., Any],
+    shapes: Mapping[str, tuple[str | int, ...]],
+    wrt: Sequence[str],
+    name: str | None = None,
+    dims: Mapping[str, DimRange] | None = None,
+    bounds: Mapping[str, tuple[float, float]] | None = None,
+    params: Mapping[str, Any] | None = None,
+    integers: Mapping[str, IntegerRange] | None = None,
+    dtype: str | None = None,
+    checks: Sequence[str] = CHECKS,
+    nondet_tol: float = 0.0,
+) -> Derivation:
+    """A Derivation that checks ``function`` (a ``torch.autograd.Function``) against
+    ``spec`` (the same function in plain torch ops) at every example: its backward, its
+    ``jvp``, its double backward, strided inputs and grad_output, ``vmap``, determinism,
+    and, where CUDA is visible, the same on the GPU. ``apply`` receives the inputs of
+    ``shapes`` and the ``params`` by the names its ``forward`` declares.
+
+    ``checks`` picks among ``CHECKS`` (the backward is always checked); ``nondet_tol`` is
+    the difference two backward runs may show; ``dtype`` fixes the dtype of the Function in
+    the checks beyond the backward (default: the one check/verify are run with).
+
+    Example::
+
+        my_relu = function_derivation(
+            MyReLU, spec=torch.relu, shapes={"x": ("N", "D")}, wrt=["x"]
+        )
+        verify(my_relu).ok
+    """
+    label: str = name or str(getattr(function, "__name__", repr(function)))
+    if not (isinstance(function, type) and issubclass(function, torch.autograd.Function)):
+        raise DerivationError(
+            f"function_derivation({label!r}): the first argument must be a "
+            f"torch.autograd.Function subclass (the class, not an instance or its apply), "
+            f"got {function!r}."
+        )
+    chosen = _validated_checks(label, checks)
+    tolerance = _validated_tolerance(label, nondet_tol)
+    if dtype is not None and dtype not in DTYPE_NAMES:
+        raise DerivationError(
+            f"function_derivation({label!r}): dtype={dtype!r} is not one of "
+            f"{', '.join(map(repr, DTYPE_NAMES))} (or None: the dtype check/verify run with)"
+            f"{_suggest(str(dtype), DTYPE_NAMES)}"
+        )
+    under_test = FunctionUnderTest(function, _arguments(label, function, shapes, params))
+    derivation = Derivation(
+        name=label,
+        forward=spec,
+        backward=_FunctionBackward(under_test, wrt, list(params or {})),
+        shapes=shapes,
+        wrt=wrt,
+        backend="torch",
+        dims=dims,
+        bounds=bounds,
+        params=params,
+        integers=integers,
+    )
+    extra = FunctionChecks(
+        under_test,
+        name=label,
+        spec=spec,
+        shapes=derivation.shapes,
+        wrt=derivation.wrt,
+        checks=chosen,
+        nondet_tol=tolerance,
+        dtype=dtype,
+    )
+    # The declaration is validated first, so that the checks are built from its own shapes.
+    return dataclasses.replace(derivation, extra_checks=extra)
+
+
+def _validated_checks(label: str, checks: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(checks, str) or not isinstance(checks, Sequence):
+        raise DerivationError(
+            f"function_derivation({label!r}): checks must be a sequence of check names, "
+            f"e.g. checks=({checks!r},), got {checks!r}."
+        )
+    for check in checks:
+        if check not in CHECKS:
+            raise DerivationError(
+                f"function_derivation({label!r}): checks names {check!r}, which is not one of "
+                f"{', '.join(CHECKS)}{_suggest(str(check), CHECKS)}"
+            )
+    if "backward" not in checks:
+        raise DerivationError(
+            f"function_derivation({label!r}): checks={tuple(checks)!r} leaves out "
+            "'backward'; the backward is always checked (every other check builds on it), "
+            "so include it."
+        )
+    return tuple(checks)
+
+
+def _validated_tolerance(label: str, nondet_tol: Any) -> float:
+    ok = (
+        isinstance(nondet_tol, int | float)
+        and not isinstance(nondet_tol, bool)
+        and math.isfinite(nondet_tol)
+        and nondet_tol >= 0
+    )
+    if not ok:
+        raise DerivationError(
+            f"function_derivation({label!r}): nondet_tol={nondet_tol!r} must be a finite "
+            "number >= 0, e.g. 0.0 (bitwise reproducible) or 1e-12."
+        )
+    return float(nondet_tol)
+
+
+def _arguments(
+    label: str,
+    function: type[torch.autograd.Function],
+    shapes: Mapping[str, Any],
+    params: Mapping[str, Any] | None,
+) -> tuple[str, ...]:
+    """The names ``apply`` takes, in order: from ``forward``'s signature (after ``ctx``
+    unless the Function uses setup_context), or the inputs then the params for ``*args``."""
+    declared = [*(shapes if isinstance(shapes, Mapping) else {}), *(params or {})]
+    taken = forward_arguments(function)
+    if taken is None:
+        return tuple(declared)
+    unknown = [n for n in taken if n not in declared]
+    unused = [n for n in declared if n not in taken]
+    if unknown or unused:
+        raise DerivationError(
+            f"function_derivation({label!r}): {function.__name__}.forward takes "
+            f"({', '.join(taken)}), and apply is called with the inputs of shapes and the "
+            "params by those names"
+            + (f"; not declared in shapes or params: {', '.join(unknown)}" if unknown else "")
+            + (f"; declared but not taken by forward: {', '.join(unused)}" if unused else "")
+            + "."
+        )
+    return tuple(taken)

@@ -1,0 +1,224 @@
+"""torch.autograd.Functions for the Function checks: correct ones that must pass, and planted
+bugs that must fail, each naming the check that catches it. Every buggy backward here passes
+a backward-only check at contiguous float64 points."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from gradcheck.functions import function_derivation
+
+TANH_SHAPES = {"x": ("N", "D")}
+
+
+class Tanh(torch.autograd.Function):
+    """tanh with a differentiable backward and a jvp (old style: ctx in forward)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        y = torch.tanh(x)
+        ctx.save_for_backward(y)
+        ctx.save_for_forward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> torch.Tensor:
+        (y,) = ctx.saved_tensors
+        return grad_output * (1 - y**2)  # tanh' = 1 - tanh**2, through the saved output
+
+    @staticmethod
+    def jvp(ctx: Any, x_t: torch.Tensor) -> torch.Tensor:
+        (y,) = ctx.saved_tensors
+        return x_t * (1 - y**2)
+
+
+class TanhWrongJvp(Tanh):
+    @staticmethod
+    def jvp(ctx: Any, x_t: torch.Tensor) -> torch.Tensor:
+        (y,) = ctx.saved_tensors
+        return x_t * (1 - y)  # forgot the square
+
+
+class TanhDetachedBackward(Tanh):
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> torch.Tensor:
+        (y,) = ctx.saved_tensors
+        return grad_output * (1 - y.detach() ** 2)  # right values, but cut from the graph
+
+
+class TanhOnceDifferentiable(Tanh):
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_output: torch.Tensor) -> torch.Tensor:
+        (y,) = ctx.saved_tensors
+        return grad_output * (1 - y**2)
+
+
+class ScaleRowsAsStrided(torch.autograd.Function):
+    """out = x * s (s a column per row); the backward reads grad_output's storage as if it
+    were contiguous, which it is in every contiguous test."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, s)
+        return x * s[:, None]
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x, s = ctx.saved_tensors
+        rows, cols = grad_output.shape
+        flat = grad_output.as_strided((rows, cols), (cols, 1))  # assumes contiguous
+        return flat * s[:, None], (flat * x).sum(dim=1)
+
+
+class ScaleRows(ScaleRowsAsStrided):
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x, s = ctx.saved_tensors
+        return grad_output * s[:, None], (grad_output * x).sum(dim=1)
+
+
+def scale_rows_spec(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    return x * s[:, None]
+
+
+SCALE_SHAPES = {"x": ("N", "D"), "s": ("N",)}
+
+
+class MatmulAtomicOrder(torch.autograd.Function):
+    """x @ w whose backward sums grad_w over the batch in a random order, as atomic adds on
+    a GPU do: right to rounding, but not the same twice."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, w)
+        return x @ w
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x, w = ctx.saved_tensors
+        grad_w = torch.zeros_like(w)
+        for row in torch.randperm(x.shape[0]).tolist():
+            grad_w = grad_w + x[row, :, None] * grad_output[row, None, :]
+        return grad_output @ w.T, grad_w
+
+
+def matmul_spec(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    return x @ w
+
+
+MATMUL_SHAPES = {"x": ("N", "D"), "w": ("D", "H")}
+
+
+class CenterSetupContext(torch.autograd.Function):
+    """x - mean(x), setup_context style, with a generated vmap rule and a jvp."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return x - x.mean()
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        pass
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> torch.Tensor:
+        return grad_output - grad_output.mean()
+
+    @staticmethod
+    def jvp(ctx: Any, x_t: torch.Tensor) -> torch.Tensor:
+        return x_t - x_t.mean()
+
+
+class CenterWrongVmap(torch.autograd.Function):
+    """The same, with a hand vmap rule that takes the mean over the whole batch."""
+
+    @staticmethod
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return x - x.mean()
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        pass
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> torch.Tensor:
+        return grad_output - grad_output.mean()
+
+    @staticmethod
+    def vmap(info: Any, in_dims: tuple[int | None], x: torch.Tensor) -> tuple[torch.Tensor, int]:
+        (x_dim,) = in_dims
+        return CenterWrongVmap.apply(x), x_dim  # one mean over every member of the batch
+
+
+def center_spec(x: torch.Tensor) -> torch.Tensor:
+    return x - x.mean()
+
+
+CENTER_SHAPES = {"x": ("N", "D")}
+
+tanh = function_derivation(Tanh, spec=torch.tanh, shapes=TANH_SHAPES, wrt=["x"])
+tanh_wrong_jvp = function_derivation(TanhWrongJvp, spec=torch.tanh, shapes=TANH_SHAPES, wrt=["x"])
+tanh_detached_backward = function_derivation(
+    TanhDetachedBackward, spec=torch.tanh, shapes=TANH_SHAPES, wrt=["x"]
+)
+tanh_once_differentiable = function_derivation(
+    TanhOnceDifferentiable, spec=torch.tanh, shapes=TANH_SHAPES, wrt=["x"]
+)
+scale_rows = function_derivation(
+    ScaleRows, spec=scale_rows_spec, shapes=SCALE_SHAPES, wrt=["x", "s"]
+)
+scale_rows_as_strided = function_derivation(
+    ScaleRowsAsStrided, spec=scale_rows_spec, shapes=SCALE_SHAPES, wrt=["x", "s"]
+)
+matmul_atomic_order = function_derivation(
+    MatmulAtomicOrder, spec=matmul_spec, shapes=MATMUL_SHAPES, wrt=["x", "w"]
+)
+center = function_derivation(CenterSetupContext, spec=center_spec, shapes=CENTER_SHAPES, wrt=["x"])
+center_wrong_vmap = function_derivation(
+    CenterWrongVmap, spec=center_spec, shapes=CENTER_SHAPES, wrt=["x"]
+)
+
+
+class ChannelScale(torch.autograd.Function):
+    """x * s per channel, for images (N, C, H, W): the layouts include channels_last."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, s)
+        return x * s[None, :, None, None]
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x, s = ctx.saved_tensors
+        return grad_output * s[None, :, None, None], (grad_output * x).sum(dim=(0, 2, 3))
+
+
+class ChannelScaleView(ChannelScale):
+    """The same, flattening grad_output with .view, which needs contiguous memory."""
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x, s = ctx.saved_tensors
+        n, c, h, w = grad_output.shape
+        per_sample = grad_output.view(n, c * h * w)  # raises unless (c, h, w) are contiguous
+        grad_s = (per_sample * x.reshape(n, c * h * w)).reshape(n, c, h * w).sum(dim=(0, 2))
+        return grad_output * s[None, :, None, None], grad_s
+
+
+def channel_scale_spec(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    return x * s[None, :, None, None]
+
+
+IMAGE_SHAPES = {"x": ("N", "C", "H", "W"), "s": ("C",)}
+channel_scale = function_derivation(
+    ChannelScale, spec=channel_scale_spec, shapes=IMAGE_SHAPES, wrt=["x", "s"]
+)
+channel_scale_view = function_derivation(
+    ChannelScaleView, spec=channel_scale_spec, shapes=IMAGE_SHAPES, wrt=["x", "s"]
+)

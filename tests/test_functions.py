@@ -1,0 +1,289 @@
+"""function_derivation: a torch.autograd.Function checked beyond its backward. Every check
+has a Function that must pass it and a planted bug that must fail it, naming the check."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from gradcheck import DerivationError, check, function_derivation, verify
+from gradcheck.cli import main
+from gradcheck.derivations.relu_function import MyReLU
+from gradcheck.functions import messages, runner
+from gradcheck.functions.layouts import LAYOUTS, in_layout
+from tests import function_mutants as mutants
+
+pytest_plugins = ["pytester"]
+
+# Small searches: every planted bug here is found within a few examples.
+EXAMPLES = 12
+
+
+def _verify(derivation: Any) -> Any:
+    return verify(derivation, max_examples=EXAMPLES, seed=0)
+
+
+def _backward_only(derivation: Any, function: type, spec: Any) -> Any:
+    return function_derivation(
+        function, spec=spec, shapes=derivation.shapes, wrt=derivation.wrt, checks=("backward",)
+    )
+
+
+def test_the_seed_relu_function_passes_every_check_it_declares_and_says_which_were_not_run():
+    derivation = function_derivation(MyReLU, spec=torch.relu, shapes={"x": ("N", "D")}, wrt=["x"])
+    report = _verify(derivation)
+    assert report.verdict == "pass", str(report)
+    text = str(report)
+    assert "jvp: not run: MyReLU defines no jvp staticmethod" in text
+    assert "vmap: not run: MyReLU declares neither generate_vmap_rule" in text
+
+
+def test_a_function_with_jvp_and_a_differentiable_backward_passes_jvp_and_double_backward():
+    report = _verify(mutants.tanh)
+    assert report.verdict == "pass", str(report)
+    assert "jvp: not run" not in str(report) and "double backward: not run" not in str(report)
+
+
+def test_a_wrong_jvp_fails_the_jvp_check_with_finite_differences_siding_with_the_spec():
+    report = _verify(mutants.tanh_wrong_jvp)
+    assert report.verdict == "fail"
+    assert "- [output] jvp: the Function's forward-mode tangent" in str(report)
+    assert "Finite differences agree with the spec along the difference" in str(report)
+
+
+def test_a_backward_that_detaches_what_it_saved_fails_double_backward_but_passes_backward_only():
+    report = _verify(mutants.tanh_detached_backward)
+    assert report.verdict == "fail"
+    assert "- [x] double backward: the derivative of the Function's VJP" in str(report)
+    assert "Hessian-vector product" in str(report)
+    backward_only = _backward_only(mutants.tanh, mutants.TanhDetachedBackward, torch.tanh)
+    assert _verify(backward_only).verdict == "pass"
+
+
+def test_a_once_differentiable_backward_is_not_differentiated_twice_and_the_report_says_so():
+    report = _verify(mutants.tanh_once_differentiable)
+    assert report.verdict == "pass", str(report)
+    assert "double backward: not run: TanhOnceDifferentiable.backward is marked" in str(report)
+
+
+def test_a_backward_reading_grad_output_as_if_contiguous_fails_the_strided_check_naming_it():
+    report = _verify(mutants.scale_rows_as_strided)
+    assert report.verdict == "fail"
+    text = str(report)
+    assert "- [grad_output] strided: Given grad_output " in text
+    assert "as if it were contiguous" in text
+    backward_only = _backward_only(
+        mutants.scale_rows, mutants.ScaleRowsAsStrided, mutants.scale_rows_spec
+    )
+    assert _verify(backward_only).verdict == "pass"
+
+
+def test_the_same_function_reading_grad_output_through_its_strides_passes():
+    assert _verify(mutants.scale_rows).verdict == "pass"
+
+
+def test_the_strided_check_names_the_transposed_layout_where_it_applies():
+    point = {"x": np.arange(6.0).reshape(2, 3) + 1, "s": np.array([1.0, 2.0])}
+    report = check(mutants.scale_rows_as_strided, point)
+    assert report.verdict == "fail"
+    assert "Given grad_output transposed (strides (1, 2))" in str(report)
+
+
+def test_images_are_also_checked_channels_last_and_a_view_needing_contiguity_fails_there():
+    rng = np.random.default_rng(0)
+    point = {"x": rng.uniform(-2, 2, (2, 3, 2, 2)), "s": rng.uniform(-2, 2, 3)}
+    assert check(mutants.channel_scale, point).verdict == "pass"
+    report = check(mutants.channel_scale_view, point)
+    assert report.verdict == "fail"
+    assert "- [grad_output] strided: Given grad_output channels_last (strides (12, 1, 6, 3))" in (
+        str(report)
+    )
+
+
+def test_a_nondeterministic_backward_fails_determinism_saying_by_how_much():
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    point = {"x": rng.uniform(-2, 2, (8, 3)), "w": rng.uniform(-2, 2, (3, 2))}
+    report = check(mutants.matmul_atomic_order, point)
+    assert report.verdict == "fail"
+    assert "- [w] determinism: two backward runs on the same inputs" in str(report)
+    assert "differ by up to " in str(report) and "nondet_tol=0 allows no more" in str(report)
+
+
+def test_a_nondeterminism_within_nondet_tol_passes():
+    torch.manual_seed(0)
+    tolerant = function_derivation(
+        mutants.MatmulAtomicOrder,
+        spec=mutants.matmul_spec,
+        shapes=mutants.MATMUL_SHAPES,
+        wrt=["x", "w"],
+        nondet_tol=1e-12,
+    )
+    rng = np.random.default_rng(0)
+    point = {"x": rng.uniform(-2, 2, (8, 3)), "w": rng.uniform(-2, 2, (3, 2))}
+    assert check(tolerant, point).verdict == "pass"
+
+
+def test_a_setup_context_function_with_jvp_and_a_generated_vmap_rule_passes():
+    report = _verify(mutants.center)
+    assert report.verdict == "pass", str(report)
+    assert "vmap: not run" not in str(report)
+
+
+def test_a_setup_context_function_whose_vmap_rule_mixes_the_batch_fails_the_vmap_check():
+    report = _verify(mutants.center_wrong_vmap)
+    assert report.verdict == "fail"
+    assert "- [output] vmap: the output under torch.func.vmap over a batch of 3" in str(report)
+
+
+def test_checks_switched_off_are_not_run_and_the_report_says_so():
+    only_backward = _backward_only(mutants.tanh, mutants.TanhWrongJvp, torch.tanh)
+    report = _verify(only_backward)
+    assert report.verdict == "pass"
+    assert "jvp: not run: switched off by checks=" in str(report)
+
+
+def test_float32_functions_are_checked_against_the_float32_tolerances():
+    assert verify(mutants.tanh, max_examples=6, seed=0, dtype="float32").verdict == "pass"
+    assert verify(mutants.tanh_wrong_jvp, max_examples=6, seed=0, dtype="float32").verdict == "fail"
+
+
+def test_without_cuda_the_cuda_check_is_skipped_and_the_report_says_so(monkeypatch):
+    monkeypatch.setattr(runner, "accelerator_available", lambda: False)
+    derivation = function_derivation(MyReLU, spec=torch.relu, shapes={"x": ("N",)}, wrt=["x"])
+    report = check(derivation, {"x": np.array([1.0, -0.5])})
+    assert report.verdict == "pass"
+    assert "cuda: not run: no CUDA device is visible" in str(report)
+
+
+def test_the_accelerator_path_runs_every_check_again_and_compares_with_the_cpu(monkeypatch):
+    # The GPU path, exercised on the CPU: the same checks with a device prefix, plus agreement.
+    monkeypatch.setattr(runner, "accelerator_available", lambda: True)
+    monkeypatch.setattr(runner, "ACCELERATOR", "cpu")
+    good = function_derivation(mutants.Tanh, spec=torch.tanh, shapes={"x": ("N",)}, wrt=["x"])
+    assert check(good, {"x": np.array([1.0, -0.5])}).verdict == "pass"
+    bad = function_derivation(
+        mutants.TanhWrongJvp, spec=torch.tanh, shapes={"x": ("N",)}, wrt=["x"]
+    )
+    report = check(bad, {"x": np.array([1.0, -0.5])})
+    assert "- [output] jvp:" in str(report) and "- [output] cpu jvp:" in str(report)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_cuda_the_functions_pass_and_fail_as_on_the_cpu():
+    assert _verify(mutants.tanh).verdict == "pass"
+    report = _verify(mutants.tanh_detached_backward)
+    assert "- [x] cuda double backward:" in str(report)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_each_layout_holds_the_same_values_without_being_contiguous(layout):
+    tensor = torch.arange(24.0).reshape(2, 3, 2, 2)
+    values, view = in_layout(tensor, layout)
+    assert not view.is_contiguous()
+    assert torch.equal(view, values)
+    if layout != "expanded":
+        assert torch.equal(values, tensor)
+
+
+def test_layouts_that_cannot_change_a_tensors_memory_are_skipped():
+    assert in_layout(torch.ones(1, 1), "transposed") is None
+    assert in_layout(torch.ones(1), "expanded") is None
+    assert in_layout(torch.ones(2, 3), "channels_last") is None
+
+
+def test_the_function_checks_run_from_the_command_line(capsys):
+    code = main(["verify", "tests/function_mutants.py:scale_rows_as_strided", "--seed", "0",
+                 "--max-examples", str(EXAMPLES)])  # fmt: skip
+    assert code == 1
+    assert "[grad_output] strided" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("arguments", "fragment"),
+    [
+        ({"function": MyReLU.apply}, "must be a torch.autograd.Function subclass"),
+        ({"checks": ("backward", "double_backwards")}, "did you mean 'double_backward'?"),
+        ({"checks": ("jvp",)}, "leaves out 'backward'"),
+        ({"checks": "jvp"}, "checks must be a sequence of check names"),
+        ({"nondet_tol": -1.0}, "nondet_tol=-1.0 must be a finite number >= 0"),
+        ({"dtype": "float16"}, "dtype='float16' is not one of"),
+        ({"shapes": {"y": ("N",)}, "wrt": ["y"]}, "not declared in shapes or params: x"),
+    ],
+    ids=[
+        "an apply, not the class",
+        "a misspelled check",
+        "checks without backward",
+        "checks as one string",
+        "a negative nondet_tol",
+        "an unsupported dtype",
+        "a forward argument with no shape",
+    ],
+)
+def test_bad_declarations_name_the_argument_and_the_fix(arguments, fragment):
+    declaration = {
+        "function": MyReLU,
+        "spec": torch.relu,
+        "shapes": {"x": ("N",)},
+        "wrt": ["x"],
+        **arguments,
+    }
+    function = declaration.pop("function")
+    with pytest.raises(DerivationError, match=None) as raised:
+        function_derivation(function, **declaration)
+    assert fragment in str(raised.value)
+
+
+def test_messages_name_the_numbers_and_the_fix():
+    assert "differ by up to 5.55e-17 (at index (0, 1)); nondet_tol=0" in messages.nondeterministic(
+        "w", 5.55e-17, (0, 1), 0.0
+    )
+    assert messages.layout_result("x", "grad_output", "transposed", " (strides (1, 2))") == (
+        "Given grad_output transposed (strides (1, 2)), the gradient for 'x'"
+    )
+    assert messages.layout_hint("grad_output", ["s"]).startswith("('s' differs too.) ")
+    assert messages.not_run("vmap", "why") == "vmap: not run: why"
+    assert "Hessian-vector product" in messages.second_derivative("x")[1]
+    assert "Jacobian-vector product" in messages.second_derivative("grad_output")[1]
+
+
+PLUGIN_FILE = """
+import torch
+from gradcheck import function_derivation
+
+
+class Tanh(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        y = torch.tanh(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (y,) = ctx.saved_tensors
+        return grad_output * (1 - y**2)
+
+
+class TanhDetached(Tanh):
+    @staticmethod
+    def backward(ctx, grad_output):
+        (y,) = ctx.saved_tensors
+        return grad_output * (1 - y.detach() ** 2)
+
+
+tanh = function_derivation(Tanh, spec=torch.tanh, shapes={"x": ("N",)}, wrt=["x"])
+tanh_detached = function_derivation(
+    TanhDetached, spec=torch.tanh, shapes={"x": ("N",)}, wrt=["x"]
+)
+"""
+
+
+def test_the_pytest_plugin_collects_function_derivations_like_any_other(pytester):
+    pytester.makepyfile(test_function_derivations=PLUGIN_FILE)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--gradcheck-max-examples", "8")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*TanhDetached FAILED (float64)*", "*[[]x[]] double backward:*"])
