@@ -63,14 +63,27 @@ def _as_numpy(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
+# (backward, argument names) already bound once: the binding cannot fail on a later call
+# with the same names, and inspecting the signature cost more than a small backward.
+_BOUND: set[tuple[Any, tuple[str, ...]]] = set()
+
+
 def _check_signature(derivation: Derivation, arguments: Mapping[str, Any]) -> None:
     """A backward that cannot take the arguments is a declaration problem, not a verdict."""
+    key = (derivation.backward, tuple(arguments))
+    try:
+        if key in _BOUND:
+            return
+    except TypeError:  # an unhashable callable: inspect every time
+        key = None  # type: ignore[assignment]
     try:
         signature = inspect.signature(derivation.backward)
     except (TypeError, ValueError):  # builtins and some C callables have none: just call
         return
     try:
         signature.bind(**arguments)
+        if key is not None:
+            _BOUND.add(key)
     except TypeError as exc:
         vjp = "grad_output" in arguments
         raise DerivationError(
@@ -96,6 +109,8 @@ def _where_raised(exc: BaseException) -> str:
 def _unchanged(after: np.ndarray, before: np.ndarray) -> bool:
     """Equal element by element (NaN equal to NaN), a million elements at a time:
     ``np.array_equal(..., equal_nan=True)`` copies both arrays whole (144 MB at 3000x3000)."""
+    if after.size <= 1 << 20:
+        return bool(np.array_equal(after, before, equal_nan=True))
     a, b = np.ravel(after), np.ravel(before)
     step = 1 << 20
     return all(

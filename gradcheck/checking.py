@@ -448,28 +448,20 @@ def _judge_probes(
 def _confirm_jointly(
     spec: ScalarSpec,
     compared: Mapping[str, tuple[np.ndarray, np.ndarray, _Allowance, Mismatch | None]],
-    direction_seeds: Mapping[str, int],
-    count: int,
+    directions: Mapping[str, np.ndarray],
 ) -> bool:
     """Where hand and autograd already agree, do finite differences confirm autograd along
-    ``count`` joint random directions (every input moved at once)? Two evaluations each,
-    where probing each input apart takes two per input. Only a confirmation is concluded:
-    anything else sends every input to its own probes, along the same directions."""
-    if not compared or count < 1:
+    one joint direction (every input moved at once along its own ``directions``)? Two
+    evaluations, where probing each input apart takes two per input. Only a confirmation
+    is concluded: anything else sends every input to its own probes, along the same
+    directions."""
+    if not compared:
         return False
-    generators = {name: np.random.default_rng(direction_seeds[name]) for name in compared}
-    for _ in range(count):
-        directions = {
-            name: _random_signs(generators[name], found[1].shape)
-            for name, found in compared.items()
-        }
-        screen, steps = spec.screen_jointly(directions)
-        along_reference = sum(
-            steps[name] * _dot(found[1], directions[name]) for name, found in compared.items()
-        )
-        if abs(screen.central - along_reference) > screen.allowed:
-            return False
-    return True
+    screen, steps = spec.screen_jointly(directions)
+    along_reference = sum(
+        steps[name] * _dot(found[1], directions[name]) for name, found in compared.items()
+    )
+    return abs(screen.central - along_reference) <= screen.allowed
 
 
 def _judge_mismatch(
@@ -657,11 +649,20 @@ def _evaluate(
     fewer = agreeing and options.agreeing_directions is not None
     per_parameter = max(2, math.ceil(options.directions / len(derivation.wrt)))
     probe_count = 0
+    joint: dict[str, np.ndarray] = {}
     if fewer:
-        confirmed_jointly = _confirm_jointly(
-            spec, compared, direction_seeds, options.agreeing_directions or 0
-        )
-        if confirmed_jointly:
+        # One generator for the joint directions (a generator per input cost more than a
+        # small example's forward); where they do not confirm, each input is probed along
+        # its own part of them first.
+        generator = np.random.default_rng(direction_seeds[derivation.wrt[0]])
+        for _ in range(options.agreeing_directions or 0):
+            along = {
+                name: _random_signs(generator, found[1].shape) for name, found in compared.items()
+            }
+            if not _confirm_jointly(spec, compared, along):
+                joint = along
+                break
+        else:
             probe_count = options.agreeing_directions or 0
             compared = {}  # every input confirmed at once: nothing left to probe
     for name, (hand_grad, reference, allowance, mismatch) in compared.items():
@@ -677,6 +678,9 @@ def _evaluate(
             0 if fewer else options.elementwise_limit,
             np.random.default_rng(direction_seeds[name]),
         )
+        if name in joint:  # the direction the joint probe did not confirm, first
+            rest = itertools.islice(directions, 1, None)
+            directions = itertools.chain([joint[name]], rest)
         confirmed = any(p.kind == "mismatch" and p.parameter == name for p in failures)
         found, count = _judge_probes(
             spec, name, directions, unit, hand_grad, reference, allowance, jumps,

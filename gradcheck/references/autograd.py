@@ -31,6 +31,8 @@ def as_tensor(value: np.ndarray, *, requires_grad: bool = False) -> torch.Tensor
     if np.issubdtype(value.dtype, np.integer):
         return torch.from_numpy(np.array(value, dtype=np.int64))
     if requires_grad and value.dtype == np.float64:
+        if value.flags.writeable:
+            return torch.from_numpy(value).requires_grad_(True)
         with warnings.catch_warnings():
             # A read-only point (see checking.validated_point) is fine here: autograd
             # itself keeps the spec from writing into a leaf that requires grad.
