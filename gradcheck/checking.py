@@ -517,8 +517,8 @@ def _evaluate(
         if name not in hand.gradients:
             continue
         hand_grad = hand.gradients[name]
-        pairs[name] = GradientPair(hand=hand_grad, reference=reference)
         hand_allowed = tolerance.allowed(reference, floor=floors[name])
+        pairs[name] = GradientPair(hand=hand_grad, reference=reference, allowed=hand_allowed)
         mismatch = compare(
             hand_grad,
             reference,
