@@ -33,6 +33,7 @@ from gradcheck.checking import (
     with_diagnoses,
 )
 from gradcheck.derivation import Derivation, DerivationError
+from gradcheck.progress import notebook_progress
 from gradcheck.report import Example, Problem, Report
 from gradcheck.strategies import dim_range, examples, inputs, seeded_inputs
 
@@ -241,8 +242,8 @@ def verify(
     A failure is shrunk to the smallest example (fewest and smallest dims, simplest values)
     and reported with the seed that reproduces the search. ``max_examples`` defaults to the
     active hypothesis profile's; ``seed`` to a random one (0 under a derandomized profile).
-    ``progress`` is called with the number of examples tried after each one. The other
-    options are those of ``check``.
+    ``progress`` is called with the number of examples tried after each one; without it,
+    inside Jupyter, a progress bar is shown. The other options are those of ``check``.
 
     >>> from gradcheck.derivations import BUILTINS
     >>> verify(BUILTINS[0], max_examples=5, seed=0).ok
@@ -256,7 +257,8 @@ def verify(
         seed = 0 if settings().derandomize else random.SystemRandom().randrange(2**32)
     options = make_options(dtype, directions, elementwise_limit, seed)
     started = time.perf_counter()
-    search = _Search(derivation, options, progress)
+    bar = notebook_progress(derivation.name, budget) if progress is None else None
+    search = _Search(derivation, options, progress if bar is None else bar.update)
 
     failing = search.find(examples(derivation), budget)
     if failing is not None and search.declaration_error is None:
@@ -288,7 +290,7 @@ def verify(
             f"{search.inconclusive} of {tried} examples were inconclusive (kinks, or "
             "differences below what finite differences resolve)",
         )
-    return replace(
+    report = replace(
         report,
         notes=report.notes + notes,
         seed=seed,
@@ -297,6 +299,9 @@ def verify(
         elapsed=time.perf_counter() - started,
         reproduce=reproduce,
     )
+    if bar is not None:
+        bar.close(report.verdict)
+    return report
 
 
 def _signature(report: Report) -> frozenset[tuple[str, str | None]]:
