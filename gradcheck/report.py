@@ -91,6 +91,10 @@ class Report:
 
         return format_report(self)
 
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """IPython's plain-text display: the report, not the dataclass fields."""
+        printer.text(str(self))
+
     def _repr_html_(self) -> str:
         """Jupyter's display: drawn only when shown, never during a check."""
         from gradcheck.display import report_html

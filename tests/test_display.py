@@ -304,3 +304,9 @@ def test_verify_html_into_a_missing_directory_is_a_usage_error_before_any_work(t
     assert "does not exist" in error and "nowhere" in error
     assert main(["verify", "--html", str(tmp_path)]) == 2
     assert "is a directory" in capsys.readouterr().err
+
+
+def test_ipython_plain_text_display_is_the_report_text(seed001_relu):
+    pretty = pytest.importorskip("IPython.lib.pretty")
+    report, _, _ = seed001_relu
+    assert pretty.pretty(report) == str(report)
