@@ -13,15 +13,25 @@ import tempfile
 from pathlib import Path
 
 import nbformat
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
 NOTEBOOK = Path(__file__).with_name("notebook.ipynb")
 
 
+def kernel() -> KernelManager:
+    """A kernel of this very Python (ipykernel's built-in spec), whatever other python3
+    kernelspecs are installed."""
+    return KernelManager(
+        kernel_name="python3", kernel_spec_manager=KernelSpecManager(kernel_dirs=[])
+    )
+
+
 def main() -> int:
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     with tempfile.TemporaryDirectory() as scratch:  # hypothesis writes .hypothesis/ there
-        NotebookClient(notebook, timeout=300, kernel_name="python3").execute(cwd=scratch)
+        NotebookClient(notebook, timeout=300, km=kernel()).execute(cwd=scratch)
     nbformat.write(notebook, NOTEBOOK)
     print(f"wrote {NOTEBOOK}")
     return 0

@@ -20,6 +20,17 @@ NOTEBOOK = Path(__file__).parent.parent / "docs" / "notebook.ipynb"
 SVG_NS = "{http://www.w3.org/2000/svg}"
 
 
+def _kernel():
+    """A kernel of this very Python (ipykernel's built-in spec): a python3 kernelspec that a
+    user installed elsewhere must not run the notebook against another environment."""
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import KernelManager
+
+    return KernelManager(
+        kernel_name="python3", kernel_spec_manager=KernelSpecManager(kernel_dirs=[])
+    )
+
+
 def _outputs(cell) -> tuple[str, list[str]]:
     """(the cell's printed text, the HTML of each display)."""
     text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
@@ -102,7 +113,7 @@ def _fixed_backward_and_the_course_layer_pass_in_one_line(executed):
 def test_example_notebook_runs_and_shows_the_bug_its_fix_and_a_course_layer(tmp_path):
     """One test, so that pytest-xdist runs the notebook (~15 s) once, not once a worker."""
     notebook = nbformat.read(NOTEBOOK, as_version=4)
-    nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3").execute(cwd=str(tmp_path))
+    nbclient.NotebookClient(notebook, timeout=300, km=_kernel()).execute(cwd=str(tmp_path))
     executed = [cell for cell in notebook.cells if cell.cell_type == "code"]
     _runs_without_an_error(executed)
     _seed001_fails_with_its_diagnosis_and_a_progress_bar(executed)
