@@ -310,3 +310,24 @@ def test_ipython_plain_text_display_is_the_report_text(seed001_relu):
     pretty = pytest.importorskip("IPython.lib.pretty")
     report, _, _ = seed001_relu
     assert pretty.pretty(report) == str(report)
+
+
+def test_page_shows_an_error_without_a_report_as_its_message_and_links_it():
+    from dataclasses import dataclass
+
+    from gradcheck.display.page import page_html
+
+    @dataclass(frozen=True)
+    class Row:
+        derivation: object
+        verdict: str
+        message: str
+        report: object
+        elapsed: float
+
+    broken = _relu(relu_backward)
+    html = page_html([Row(broken, "error", "forward raised <ValueError>", None, 0.5)])
+    assert_self_contained(html)
+    assert "forward raised &lt;ValueError&gt;" in html
+    assert 'href="#derivation-0"' in html and 'id="derivation-0"' in html
+    assert "0 passed, 0 failed, 1 errors" in html
