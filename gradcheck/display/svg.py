@@ -72,7 +72,7 @@ def _squares(
     return "".join(parts)
 
 
-def _ticks(count: int, block: int, start: int = 0) -> list[int]:
+def _ticks(count: int) -> list[int]:
     """Up to six cells to label along an axis: the first, the last, evenly between."""
     if count <= 6:
         return list(range(count))
@@ -111,13 +111,13 @@ def heatmap_svg(
         f'<text x="{left}" y="13" {FONT} font-size="11" font-weight="bold">{escape(title)}</text>',
     ]
     # Column indices above the grid, row indices to its left.
-    for c in _ticks(cols, 1):
+    for c in _ticks(cols):
         x = left + c * cell + cell / 2
         parts.append(
             f'<text x="{x:g}" y="{top - 5}" {FONT} font-size="9" text-anchor="middle" '
             f'fill="#444">{col_labels[c]}</text>'
         )
-    for r in _ticks(rows, 1):
+    for r in _ticks(rows):
         y = top + r * cell + cell / 2 + 3
         parts.append(
             f'<text x="{left - 4}" y="{y:g}" {FONT} font-size="9" text-anchor="end" '
