@@ -7,21 +7,31 @@ large net (N=4096, D_in=4096, H=1024, D_out=256) when it was run. A CPU and a CU
 implementation are two lines.
 
     python -m benchmarks.plot out.json [more.json ...] -o docs/benchmark.png
+    python -m benchmarks.plot --run -o docs/benchmark.png    # a fresh run, then its chart
 
 Several files are runs of the same benchmarks: each is drawn from the run where it was
-fastest (see ``results.best_of``).
+fastest (see ``results.best_of``). ``--run`` first runs ``python -m pytest --benchmark-only``
+(plus ``--pytest-args``) from the repository root and charts that run with the others;
+``tox -e plot`` does it in an environment with the ``plot`` extra (matplotlib and the
+benchmark tools).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import subprocess
+import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks.results import Result, fraction_of_peak, load_all, peaks
 
-__all__ = ["main", "plot"]
+__all__ = ["fresh_run", "main", "plot"]
+
+ROOT = Path(__file__).resolve().parent.parent
 
 SIZE_ORDER = ("N64", "N512", "N4096", "large")
 TICKS = {"N64": "N=64", "N512": "N=512", "N4096": "N=4096", "large": "large\n4096x4096x1024x256"}
@@ -104,17 +114,45 @@ def plot(results: Sequence[Result], output: Path, *, title: str = "") -> Path:
     return output
 
 
+def fresh_run(output: Path, pytest_args: Sequence[str] = ()) -> Path:
+    """Run the benchmarks (``pytest --benchmark-only``) and keep their JSON in ``output``."""
+    command = [
+        sys.executable, "-m", "pytest", "--benchmark-only", f"--benchmark-json={output}",
+        "-p", "no:cacheprovider", *pytest_args,
+    ]  # fmt: skip
+    print("running: " + " ".join(shlex.quote(part) for part in command), flush=True)
+    status = subprocess.run(command, cwd=ROOT).returncode
+    if status != 0 or not output.exists():
+        raise SystemExit(f"the benchmark run failed (pytest exit status {status}); no chart")
+    return output
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.plot", description=__doc__)
     parser.add_argument(
-        "json", type=Path, nargs="+", help="files written by --benchmark-json (best of them)"
+        "json", type=Path, nargs="*", help="files written by --benchmark-json (best of them)"
     )
     parser.add_argument(
         "-o", "--output", type=Path, default=Path("benchmark.png"), help="PNG to write"
     )
+    parser.add_argument(
+        "--run", action="store_true", help="run the benchmarks first and chart that run too"
+    )
+    parser.add_argument(
+        "--pytest-args",
+        default="",
+        help="more pytest arguments for --run, e.g. --pytest-args=\"-m 'not slow'\"",
+    )
     args = parser.parse_args(argv)
-    runs = f" (best of {len(args.json)} runs)" if len(args.json) > 1 else ""
-    written = plot(load_all(args.json), args.output, title=_title(args.json[0]) + runs)
+    if not args.json and not args.run:
+        parser.error("give --benchmark-json files to chart, or --run for a fresh run")
+    with tempfile.TemporaryDirectory() as scratch:
+        files = list(args.json)
+        if args.run:
+            fresh = fresh_run(Path(scratch) / "fresh.json", shlex.split(args.pytest_args))
+            files.insert(0, fresh)
+        runs = f" (best of {len(files)} runs)" if len(files) > 1 else ""
+        written = plot(load_all(files), args.output, title=_title(files[0]) + runs)
     print(f"wrote {written}")
     return 0
 

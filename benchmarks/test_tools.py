@@ -107,3 +107,39 @@ def test_plot_writes_a_png(document_path: Path, tmp_path: Path):
     output = tmp_path / "chart.png"
     assert plot.main([str(document_path), "-o", str(output)]) == 0
     assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_run_charts_a_fresh_benchmark_run(
+    document_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    pytest.importorskip("matplotlib")
+    import subprocess
+
+    from benchmarks import plot
+
+    ran: list[list[str]] = []
+
+    def fake_pytest(command: list[str], cwd: Path) -> subprocess.CompletedProcess[bytes]:
+        ran.append(command)
+        written = next(part for part in command if part.startswith("--benchmark-json="))
+        Path(written.split("=", 1)[1]).write_text(document_path.read_text())
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(plot.subprocess, "run", fake_pytest)
+    output = tmp_path / "chart.png"
+    assert plot.main(["--run", "--pytest-args", "-m 'not slow'", "-o", str(output)]) == 0
+    assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (command,) = ran
+    assert command[1:4] == ["-m", "pytest", "--benchmark-only"] and command[-2:] == [
+        "-m",
+        "not slow",
+    ]
+
+
+def test_plot_without_files_or_run_says_what_to_give(capsys: pytest.CaptureFixture[str]):
+    from benchmarks import plot
+
+    with pytest.raises(SystemExit) as exit_info:
+        plot.main([])
+    assert exit_info.value.code == 2
+    assert "--run" in capsys.readouterr().err

@@ -627,7 +627,6 @@ def _evaluate(
         if name not in hand.gradients:
             continue
         hand_grad = hand.gradients[name]
-        pairs[name] = GradientPair(hand=hand_grad, reference=reference)
         allowance = _Allowance(
             tolerance.atol(reference, floor=scale_floors[name]), tolerance.rtol, reference
         )
@@ -641,6 +640,10 @@ def _evaluate(
             atol = tolerance.atol(reference, floor=floor)
             allowance = _Allowance(atol, tolerance.rtol, reference)
             mismatch = _compare_to_autograd(hand_grad, reference, allowance.array(), name, options)
+        # The allowance is kept with a mismatch only: a picture of it outlines exactly the
+        # elements the comparison counted.
+        allowed = None if mismatch is None else allowance.array()
+        pairs[name] = GradientPair(hand=hand_grad, reference=reference, allowed=allowed)
         compared[name] = (hand_grad, reference, allowance, mismatch)
 
     # Hand and autograd agree everywhere: the probes confirm autograd, with cheap central

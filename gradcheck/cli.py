@@ -120,6 +120,12 @@ def _parser() -> argparse.ArgumentParser:
         default="float64",
         help="dtype the backward receives (the references stay float64)",
     )
+    verify.add_argument(
+        "--html",
+        metavar="FILE",
+        help="also write a self-contained HTML page: every result, and each failure with "
+        "pictures of where its gradient is wrong (combines with --json)",
+    )
     listing = commands.add_parser("list", help="show the built-in derivations")
     listing.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
@@ -240,7 +246,33 @@ def format_table(outcomes: Sequence[Outcome], *, colour: bool = False) -> str:
     return "\n".join(lines)
 
 
+def _html_target(args: argparse.Namespace) -> Any:
+    """The --html file, checked before the (long) verification rather than after it."""
+    if not args.html:
+        return None
+    from gradcheck.display.page import HtmlTargetError, check_html_target
+
+    try:
+        return check_html_target(args.html)
+    except HtmlTargetError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def _write_html(target: Any, args: argparse.Namespace, outcomes: Sequence[Outcome]) -> None:
+    from gradcheck.display.page import write_page
+
+    options = [f"--seed {args.seed}" if args.seed is not None else ""]
+    options += [f"--max-examples {args.max_examples}", f"--dtype {args.dtype}"]
+    command = " ".join(part for part in ["gradcheck verify", *args.targets, *options] if part)
+    try:
+        write_page(target, outcomes, command=command)
+    except OSError as exc:
+        raise UsageError(f"--html {args.html!r} could not be written: {exc}") from exc
+    sys.stderr.write(f"gradcheck: wrote {args.html}\n")
+
+
 def _verify(args: argparse.Namespace, out: TextIO) -> int:
+    html = _html_target(args)
     derivations = _derivations(args.targets)
     progress = _Progress(sys.stderr, len(derivations))
     outcomes = []
@@ -265,6 +297,8 @@ def _verify(args: argparse.Namespace, out: TextIO) -> int:
         errors = sum(o.verdict == "error" for o in outcomes)
         passed = len(outcomes) - failed - errors
         out.write(f"\n{passed} passed, {failed} failed, {errors} errors\n")
+    if html is not None:
+        _write_html(html, args, outcomes)
     return EXIT_OK if all(o.verdict == "pass" for o in outcomes) else EXIT_FAILED
 
 

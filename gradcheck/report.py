@@ -57,6 +57,9 @@ class GradientPair:
 
     hand: np.ndarray
     reference: np.ndarray
+    # The per-element tolerance the comparison used, so that a picture outlines exactly
+    # the elements it counted as mismatched; None where it was not kept.
+    allowed: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -87,3 +90,13 @@ class Report:
         from gradcheck.messages import format_report
 
         return format_report(self)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """IPython's plain-text display: the report, not the dataclass fields."""
+        printer.text(str(self))
+
+    def _repr_html_(self) -> str:
+        """Jupyter's display: drawn only when shown, never during a check."""
+        from gradcheck.display import report_html
+
+        return report_html(self)

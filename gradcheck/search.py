@@ -34,6 +34,7 @@ from gradcheck.checking import (
     with_diagnoses,
 )
 from gradcheck.derivation import Derivation, DerivationError
+from gradcheck.progress import notebook_progress
 from gradcheck.report import Example, Problem, Report
 from gradcheck.strategies import dim_range, inputs, seeded_batches, seeded_inputs
 
@@ -282,8 +283,8 @@ def verify(
     A failure is shrunk to the smallest example (fewest and smallest dims, simplest values)
     and reported with the seed that reproduces the search. ``max_examples`` defaults to the
     active hypothesis profile's; ``seed`` to a random one (0 under a derandomized profile).
-    ``progress`` is called with the number of examples tried after each one. The other
-    options are those of ``check``.
+    ``progress`` is called with the number of examples tried after each one; without it,
+    inside Jupyter, a progress bar is shown. The other options are those of ``check``.
 
     >>> from gradcheck.derivations import BUILTINS
     >>> verify(BUILTINS[0], max_examples=5, seed=0).ok
@@ -300,15 +301,19 @@ def verify(
         agreeing_directions=AGREEING_DIRECTIONS,
     )
     started = time.perf_counter()
-    search = _Search(derivation, options, progress)
+    bar = notebook_progress(derivation.name, budget) if progress is None else None
+    search = _Search(derivation, options, progress if bar is None else bar.update)
     with single_threaded_blas():  # once for the search, not once an example
         report = _search(derivation, search, options, budget)
-    return replace(
+    report = replace(
         report,
         seed=seed,
         elapsed=time.perf_counter() - started,
         reproduce=f"verify({derivation.name}, seed={seed}, max_examples={budget})",
     )
+    if bar is not None:
+        bar.close(report.verdict)
+    return report
 
 
 def _search(derivation: Derivation, search: _Search, options: Options, budget: int) -> Report:

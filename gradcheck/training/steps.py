@@ -29,7 +29,7 @@ from gradcheck.backward import shape_hint, single_threaded_blas
 from gradcheck.compare import Mismatch, compare
 from gradcheck.derivation import BACKENDS, Derivation, DerivationError
 from gradcheck.references.finite_differences import ScalarSpec
-from gradcheck.report import Example, Problem
+from gradcheck.report import Example, GradientPair, Problem
 from gradcheck.strategies import examples
 from gradcheck.tolerances import AUTOGRAD
 from gradcheck.training._internal import (
@@ -720,6 +720,23 @@ def _constant_factor(
 # -- reports ------------------------------------------------------------------------------
 
 
+def _update_pairs(run: _Run) -> dict[str, GradientPair]:
+    """The failing step's updates, the hand's beside the reference's, with the tolerance they
+    were compared under: what the report's pictures draw."""
+    if run.step is None or run.reference_after is None or len(run.trajectory) <= run.step:
+        return {}
+    before, after = run.trajectory[run.step - 1], run.trajectory[run.step]
+    pairs = {}
+    for name, expected in run.reference_after.items():
+        if name in after and np.shape(after[name]) == np.shape(expected):
+            pairs[name] = GradientPair(
+                hand=np.asarray(after[name], dtype=np.float64) - before[name],
+                reference=expected - before[name],
+                allowed=_update_allowed(before[name], expected),
+            )
+    return pairs
+
+
 def _evaluate(
     declaration: TrainingStep,
     point: Mapping[str, np.ndarray],
@@ -763,6 +780,7 @@ def _evaluate(
         inconclusive=int(verdict == "inconclusive"),
         steps=options.steps,
         curves=curves,
+        gradients=_update_pairs(run) if verdict == "fail" else {},
     )
 
 
