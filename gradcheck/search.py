@@ -34,7 +34,8 @@ from gradcheck.checking import (
 )
 from gradcheck.derivation import Derivation, DerivationError
 from gradcheck.report import Example, Problem, Report
-from gradcheck.strategies import dim_range, examples, inputs, seeded_inputs
+from gradcheck.special_values import Special, describe, made_special
+from gradcheck.strategies import dim_range, examples, examples_at, seeded_inputs
 
 __all__ = ["verify"]
 
@@ -62,6 +63,15 @@ class _Search:
         # dim -> the size from which it fails, when every smaller size passed
         self.thresholds: dict[str, int] = {}
         self.last_report: Report | None = None
+        # What the passes look for: a failure, or (when none is found) a point where the
+        # spec itself is NaN/inf, so that it too is reported at its smallest.
+        self.target: Callable[[Report], bool] = _failed
+        self.first_non_finite_spec: Report | None = None
+        self.float_bounds = {
+            name: derivation.input_bounds[name]
+            for name in derivation.shapes
+            if name not in (derivation.integers or {})
+        }
 
     def fails(self, example: Example) -> bool:
         self.last_report = None
@@ -75,14 +85,20 @@ class _Search:
             self.declaration_error = exc
             return False
         self.examples += 1
+        if example.special is not None and report.verdict == "error":
+            # A point drawn special on purpose (an all-zero input) where the spec has no
+            # gradient, or no value: the spec's kink, not the user's declaration.
+            report = replace(report, verdict="inconclusive")
         self.last_report = report
         if self.progress is not None:
             self.progress(self.examples)
         if report.verdict == "error" and self.first_error is None:
             self.first_error = report
+        if _spec_non_finite(report) and self.first_non_finite_spec is None:
+            self.first_non_finite_spec = report
         self.inconclusive += report.verdict == "inconclusive"
         self.conclusive += report.verdict in ("pass", "fail")
-        return report.verdict == "fail"
+        return self.target(report)
 
     def find(self, strategy: st.SearchStrategy[Example], budget: int) -> Example | None:
         search = settings(
@@ -110,7 +126,7 @@ class _Search:
                 sizes = self._repaired({**best.dims, dim: size}, best.params)
                 if not self._consistent(sizes, best.params):
                     continue
-                found = self._random_failure(sizes, best.params, rng)
+                found = self._random_failure(sizes, best.params, rng, best.special)
                 if found is not None:
                     best = found
                     break
@@ -133,7 +149,7 @@ class _Search:
                 sizes = self._repaired({**best.dims, **dict.fromkeys(dims, smaller)}, best.params)
                 if not self._consistent(sizes, best.params):
                     continue
-                found = self._random_failure(sizes, best.params, rng)
+                found = self._random_failure(sizes, best.params, rng, best.special)
                 if found is not None:
                     for dim in dims:
                         self.thresholds.pop(dim, None)  # lowered after all
@@ -155,7 +171,7 @@ class _Search:
             return found
         rng = np.random.default_rng(self.options.seed + 1)
         signature = _signature(report)
-        elsewhere = self._random_failure(widened, failing.params, rng)
+        elsewhere = self._random_failure(widened, failing.params, rng, failing.special)
         other = None if self.last_report is None else _signature(self.last_report)
         if elsewhere is not None and other == signature:
             return found  # the same failure without any size-1 dim: not about size 1
@@ -164,7 +180,7 @@ class _Search:
             sizes = {**widened, dim: 1}
             if not self._consistent(sizes, failing.params):
                 continue
-            if self._random_failure(sizes, failing.params, rng) is not None and (
+            if self._random_failure(sizes, failing.params, rng, failing.special) is not None and (
                 self.last_report is not None and _signature(self.last_report) == signature
             ):
                 triggers.append(dim)
@@ -207,20 +223,32 @@ class _Search:
         return True
 
     def _random_failure(
-        self, sizes: Mapping[str, int], params: Mapping[str, Any], rng: np.random.Generator
+        self,
+        sizes: Mapping[str, int],
+        params: Mapping[str, Any],
+        rng: np.random.Generator,
+        special: Special | None = None,
     ) -> Example | None:
+        """A random point at ``sizes`` that fails; made special like the failure being
+        lowered, so that a failure found only at special points lowers its dims too."""
         for _ in range(TRIES_PER_SIZE):
             point = seeded_inputs(self.derivation, sizes, int(rng.integers(2**32)), params)
-            example = Example(dims=dict(sizes), inputs=point, params=dict(params))
+            point = made_special(point, special, self.float_bounds)
+            example = Example(dims=dict(sizes), inputs=point, params=dict(params), special=special)
             if self.fails(example):
                 return example
         return None
 
     def simplify_values(self, failing: Example, budget: int) -> Example:
-        """At fixed dims, let hypothesis find and shrink a failure to simple values."""
-        sizes, params = dict(failing.dims), dict(failing.params)
-        strategy = inputs(self.derivation, sizes, params).map(
-            lambda point: Example(dims=sizes, inputs=point, params=params)
+        """At fixed dims, let hypothesis find and shrink a failure to simple values (at a
+        point made special the same way, when the failure was found at one)."""
+        sizes, params, special = dict(failing.dims), dict(failing.params), failing.special
+        strategy = examples_at(self.derivation, sizes, params).map(
+            lambda plain: replace(
+                plain,
+                inputs=made_special(plain.inputs, special, self.float_bounds),
+                special=special,
+            )
         )
         simpler = self.find(strategy, budget)
         return failing if simpler is None else simpler
@@ -258,7 +286,16 @@ def verify(
     started = time.perf_counter()
     search = _Search(derivation, options, progress)
 
-    failing = search.find(examples(derivation), budget)
+    failing = search.find(examples(derivation, special=True), budget)
+    if (
+        failing is None
+        and search.first_non_finite_spec is not None
+        and search.declaration_error is None
+    ):
+        # No failure, but the spec is NaN/inf inside its bounds: find that point again
+        # (the same seed draws the same examples) and shrink it like a failure.
+        search.target = _spec_non_finite
+        failing = search.find(examples(derivation, special=True), budget)
     if failing is not None and search.declaration_error is None:
         failing = search.lower_dims(failing)
         failing = search.simplify_values(failing, budget)
@@ -270,10 +307,17 @@ def verify(
     if failing is not None:
         report = evaluate(derivation, failing.inputs, failing.dims, options, None, failing.params)
         report = with_diagnoses(derivation, report)
-        shapes = tuple(search.shape_diagnoses(failing, report))
-        report = replace(report, diagnoses=report.diagnoses + shapes)
+        if report.example is not None:
+            report = replace(report, example=replace(report.example, special=failing.special))
         tried = search.examples
-        notes = (f"failure found and shrunk over {tried} examples",)
+        if report.verdict == "fail":
+            shapes = tuple(search.shape_diagnoses(failing, report))
+            report = replace(report, diagnoses=report.diagnoses + shapes)
+            notes = (f"failure found and shrunk over {search.examples} examples",)
+        else:
+            notes = (f"found and shrunk over {search.examples} examples",)
+        special = describe(failing.special)
+        notes += (special,) if special else ()
     elif search.first_error is not None:
         report = search.first_error
         notes = (f"{tried} examples tried",)
@@ -297,6 +341,16 @@ def verify(
         elapsed=time.perf_counter() - started,
         reproduce=reproduce,
     )
+
+
+def _failed(report: Report) -> bool:
+    return report.verdict == "fail"
+
+
+def _spec_non_finite(report: Report) -> bool:
+    """The spec is NaN/inf at an ordinary point (at a special one it is not held against
+    the declaration: its verdict was made inconclusive)."""
+    return report.verdict == "error" and any(p.kind == "spec_non_finite" for p in report.problems)
 
 
 def _signature(report: Report) -> frozenset[tuple[str, str | None]]:

@@ -10,12 +10,14 @@ is cheaper and clearer than rejecting examples.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from gradcheck import special_values
 from gradcheck.derivation import Derivation, DerivationError, ParamChoices
 from gradcheck.report import Example
 
@@ -24,6 +26,7 @@ __all__ = [
     "dim_range",
     "dims",
     "examples",
+    "examples_at",
     "inputs",
     "integer_array",
     "param",
@@ -199,11 +202,37 @@ def seeded_inputs(
     return point
 
 
-def examples(derivation: Derivation) -> st.SearchStrategy[Example]:
+def examples(derivation: Derivation, *, special: bool = False) -> st.SearchStrategy[Example]:
     """Points for ``derivation``: params, then dims (whose ranges may depend on the params),
-    then every input array at those sizes."""
+    then every input array at those sizes. With ``special``, a few percent of them are
+    special points (see ``gradcheck.special_values``)."""
     return _params_and_dims(derivation).flatmap(
-        lambda drawn: inputs(derivation, drawn[1], drawn[0]).map(
-            lambda point: Example(dims=drawn[1], inputs=point, params=drawn[0])
+        lambda drawn: examples_at(derivation, drawn[1], drawn[0], special=special)
+    )
+
+
+def examples_at(
+    derivation: Derivation,
+    sizes: Mapping[str, int],
+    params: Mapping[str, Any],
+    *,
+    special: bool = False,
+) -> st.SearchStrategy[Example]:
+    """Points for ``derivation`` at fixed dim sizes and params (see ``examples``)."""
+    plain = inputs(derivation, sizes, params).map(
+        lambda point: Example(dims=dict(sizes), inputs=point, params=dict(params))
+    )
+    if not special:
+        return plain
+    bounds = {
+        name: derivation.input_bounds[name]
+        for name in derivation.shapes
+        if name not in (derivation.integers or {})
+    }
+    return st.tuples(plain, special_values.specials(bounds)).map(
+        lambda drawn: replace(
+            drawn[0],
+            inputs=special_values.made_special(drawn[0].inputs, drawn[1], bounds),
+            special=drawn[1],
         )
     )
