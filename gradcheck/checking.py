@@ -26,6 +26,7 @@ from gradcheck.derivation import Derivation, DerivationError
 from gradcheck.references.autograd import AutogradResult, autograd_gradients
 from gradcheck.references.finite_differences import ScalarSpec, Slope
 from gradcheck.report import Example, GradientPair, Problem, Report
+from gradcheck.spec_domain import non_finite_spec_problem
 from gradcheck.tolerances import for_dtype
 
 __all__ = [
@@ -485,6 +486,17 @@ def _evaluate(
     example = Example(
         dims=dict(sizes), inputs=dict(point), grad_output=autograd.grad_output, params=params
     )
+    if not np.isfinite(autograd.output).all():
+        # No reference exists here: say so once, and judge nothing.
+        return Report(
+            derivation=derivation.name,
+            verdict="error",
+            problems=(non_finite_spec_problem(derivation, point, autograd.output, params),),
+            example=example,
+            dtype=options.dtype,
+            seed=options.seed,
+            elapsed=time.perf_counter() - started,
+        )
     # Both references first, then the hand code: a numpy backward leaves BLAS threads
     # spinning that would slow every torch call after it.
     spec = ScalarSpec(derivation.name, derivation.forward, point, autograd.grad_output, params)
@@ -609,10 +621,28 @@ def _absolute_floors(
         lambda _: autograd.grad_output, params,
     )  # fmt: skip
     floors = {}
+    rms = {
+        key: float(np.sqrt(np.mean(np.square(value))))
+        for key, value in point.items()
+        if value.size and not np.issubdtype(value.dtype, np.integer)
+    }
+    seed_scale = (
+        1.0
+        if autograd.grad_output is None
+        else float(np.sqrt(np.mean(np.square(autograd.grad_output))))
+    )
     for name in derivation.wrt:
         reference = autograd.gradients[name]
-        typical = float(np.sqrt(np.mean(np.square(point[name])))) if point[name].size else 0.0
+        typical = rms.get(name, 0.0)
         gradient_scale = spec.magnitude / typical if typical > 0 else 0.0
+        if spec.magnitude == 0.0:
+            # A loss exactly zero (a one-class softmax: log 1) has no size to scale by: its
+            # terms cancelled exactly, and a correct hand gradient that cancels them in
+            # another order leaves a few eps of those terms (2e-16), not of the zero result.
+            # The terms of d/d name are products of the other inputs (x.T @ (p - 1) for w)
+            # and the output's seed, so that is their scale. A wrong gradient is of that size.
+            others = [value for key, value in rms.items() if key != name]
+            gradient_scale = max(others, default=1.0) * seed_scale
         largest = float(np.max(np.abs(reference))) if reference.size else 0.0
         noise = 8 * float(np.max(np.abs(moved.gradients[name] - reference), initial=0.0))
         noise = noise if np.isfinite(noise) else 0.0
