@@ -309,13 +309,12 @@ def verify(
         report = with_diagnoses(derivation, report)
         if report.example is not None:
             report = replace(report, example=replace(report.example, special=failing.special))
-        tried = search.examples
         if report.verdict == "fail":
             shapes = tuple(search.shape_diagnoses(failing, report))
             report = replace(report, diagnoses=report.diagnoses + shapes)
-            notes = (f"failure found and shrunk over {search.examples} examples",)
-        else:
-            notes = (f"found and shrunk over {search.examples} examples",)
+        tried = search.examples
+        what = "failure found" if report.verdict == "fail" else "found"
+        notes = (f"{what} and shrunk over {tried} examples",)
         special = describe(failing.special)
         notes += (special,) if special else ()
     elif search.first_error is not None:
