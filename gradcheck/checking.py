@@ -28,6 +28,7 @@ from gradcheck.derivation import Derivation, DerivationError
 from gradcheck.references.autograd import AutogradResult, autograd_gradients
 from gradcheck.references.finite_differences import ScalarSpec, Screen, Slope
 from gradcheck.report import Example, GradientPair, Problem, Report
+from gradcheck.spec_domain import non_finite_spec_problem
 from gradcheck.tolerances import Tolerance, for_dtype
 
 __all__ = [
@@ -596,6 +597,17 @@ def _evaluate(
     example = Example(
         dims=dict(sizes), inputs=dict(point), grad_output=autograd.grad_output, params=params
     )
+    if not np.isfinite(autograd.output).all():
+        # No reference exists here: say so once, and judge nothing.
+        return Report(
+            derivation=derivation.name,
+            verdict="error",
+            problems=(non_finite_spec_problem(derivation, point, autograd.output, params),),
+            example=example,
+            dtype=options.dtype,
+            seed=options.seed,
+            elapsed=time.perf_counter() - started,
+        )
     spec = ScalarSpec(
         derivation.name, derivation.forward, point, autograd.grad_output, params,
         output=autograd.output, shared=derivation.wrt,
@@ -610,7 +622,7 @@ def _evaluate(
     doubts: list[Problem] = []  # kinks and reference disagreements: the derivation not judged
     pairs: dict[str, GradientPair] = {}
     compared: dict[str, tuple[np.ndarray, np.ndarray, _Allowance, Mismatch | None]] = {}
-    scale_floors = _scale_floors(derivation, point, spec, tolerance)
+    scale_floors = _scale_floors(derivation, point, spec, tolerance, autograd.grad_output)
     noise_floors: dict[str, float] | None = None
     for name in derivation.wrt:
         reference = autograd.gradients[name]
@@ -770,15 +782,33 @@ def _scale_floors(
     point: Mapping[str, np.ndarray],
     spec: ScalarSpec,
     tolerance: Tolerance,
+    grad_output: np.ndarray | None,
 ) -> dict[str, float]:
     """The first part of each absolute allowance: the typical size of a gradient of this
     function, |f| / |x|, times the table's ``atol_scale`` (a fixed 1e-12 hid every bug in a
     loss of size 1e-13)."""
+    rms = {
+        key: float(np.sqrt(np.vdot(value, value) / value.size))
+        for key, value in point.items()
+        if value.size and not np.issubdtype(value.dtype, np.integer)
+    }
     floors = {}
     for name in derivation.wrt:
-        value = point[name]
-        typical = float(np.sqrt(np.vdot(value, value) / value.size)) if value.size else 0.0
+        typical = rms.get(name, 0.0)
         gradient_scale = spec.magnitude / typical if typical > 0 else 0.0
+        if spec.magnitude == 0.0:
+            # A loss exactly zero (a one-class softmax: log 1) has no size to scale by: its
+            # terms cancelled exactly, and a correct hand gradient that cancels them in
+            # another order leaves a few eps of those terms (2e-16), not of the zero result.
+            # The terms of d/d name are products of the other inputs (x.T @ (p - 1) for w)
+            # and the output's seed, so that is their scale. A wrong gradient is of that size.
+            seed_scale = (
+                1.0
+                if grad_output is None
+                else float(np.sqrt(np.vdot(grad_output, grad_output) / grad_output.size))
+            )
+            others = [value for key, value in rms.items() if key != name]
+            gradient_scale = max(others, default=1.0) * seed_scale
         floors[name] = tolerance.atol_scale * gradient_scale
     return floors
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from gradcheck.compare import Mismatch
+
+if TYPE_CHECKING:
+    from gradcheck.special_values import Special
 
 __all__ = ["Example", "GradientPair", "Problem", "Report", "Verdict"]
 
@@ -27,6 +30,7 @@ PROBLEM_KINDS = (
     "mismatch",  # values differ from the references
     "precision",  # right in float64, wrong in the requested dtype
     "references_disagree",  # autograd and finite differences disagree: the spec or point
+    "spec_non_finite",  # the spec forward is NaN/inf at the point: nothing to check against
     "kink",  # the point is non-differentiable: inconclusive
     "unresolved",  # hand and autograd differ below what finite differences resolve
 )
@@ -43,12 +47,14 @@ class Problem:
 @dataclass(frozen=True)
 class Example:
     """A concrete point: sizes of the symbolic dims, the inputs (float64, or int64 for
-    integer inputs), the grad_output, and the hyperparameters."""
+    integer inputs), the grad_output, the hyperparameters, and, for a special point drawn on
+    purpose (an all-zero input, ties), what made it special."""
 
     dims: Mapping[str, int]
     inputs: Mapping[str, np.ndarray]
     grad_output: np.ndarray | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
+    special: Special | None = None
 
 
 @dataclass(frozen=True)

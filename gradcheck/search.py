@@ -36,7 +36,8 @@ from gradcheck.checking import (
 from gradcheck.derivation import Derivation, DerivationError
 from gradcheck.progress import notebook_progress
 from gradcheck.report import Example, Problem, Report
-from gradcheck.strategies import dim_range, inputs, seeded_batches, seeded_inputs
+from gradcheck.special_values import Special, describe, made_special
+from gradcheck.strategies import dim_range, examples_at, seeded_batches, seeded_inputs
 
 __all__ = ["verify"]
 
@@ -78,6 +79,15 @@ class _Search:
         self.thresholds: dict[str, int] = {}
         self.last_report: Report | None = None
         self.failing: Example | None = None
+        # What the passes look for: a failure, or (when none is found) a point where the
+        # spec itself is NaN/inf, so that it too is reported at its smallest.
+        self.target: Callable[[Report], bool] = _failed
+        self.first_non_finite_spec: Report | None = None
+        self.float_bounds = {
+            name: derivation.input_bounds[name]
+            for name in derivation.shapes
+            if name not in (derivation.integers or {})
+        }
 
     def fails(self, example: Example) -> bool:
         self.last_report = None
@@ -91,14 +101,20 @@ class _Search:
             self.declaration_error = exc
             return False
         self.examples += 1
+        if example.special is not None and report.verdict == "error":
+            # A point drawn special on purpose (an all-zero input) where the spec has no
+            # gradient, or no value: the spec's kink, not the user's declaration.
+            report = replace(report, verdict="inconclusive")
         self.last_report = report
         if self.progress is not None:
             self.progress(self.examples)
         if report.verdict == "error" and self.first_error is None:
             self.first_error = report
+        if _spec_non_finite(report) and self.first_non_finite_spec is None:
+            self.first_non_finite_spec = report
         self.inconclusive += report.verdict == "inconclusive"
         self.conclusive += report.verdict in ("pass", "fail")
-        return report.verdict == "fail"
+        return self.target(report)
 
     def batch_fails(self, batch: tuple[Example, ...]) -> bool:
         """Whether any point of ``batch`` fails; the first that does is kept in ``failing``."""
@@ -111,7 +127,7 @@ class _Search:
     def find_in_batches(self, budget: int) -> Example | None:
         """Pass 1: hypothesis draws ``POINTS_PER_DRAW`` points a test case; the failing
         point of the smallest failing test case comes back."""
-        strategy = seeded_batches(self.derivation, points=POINTS_PER_DRAW)
+        strategy = seeded_batches(self.derivation, points=POINTS_PER_DRAW, special=True)
         draws = max(1, -(-budget // POINTS_PER_DRAW))
         batch = self.find(strategy, draws, self.batch_fails)
         if batch is None or not self.batch_fails(batch):
@@ -152,7 +168,7 @@ class _Search:
                 sizes = self._repaired({**best.dims, dim: size}, best.params)
                 if not self._consistent(sizes, best.params):
                     continue
-                found = self._random_failure(sizes, best.params, rng)
+                found = self._random_failure(sizes, best.params, rng, best.special)
                 if found is not None:
                     best = found
                     break
@@ -175,7 +191,7 @@ class _Search:
                 sizes = self._repaired({**best.dims, **dict.fromkeys(dims, smaller)}, best.params)
                 if not self._consistent(sizes, best.params):
                     continue
-                found = self._random_failure(sizes, best.params, rng)
+                found = self._random_failure(sizes, best.params, rng, best.special)
                 if found is not None:
                     for dim in dims:
                         self.thresholds.pop(dim, None)  # lowered after all
@@ -197,7 +213,7 @@ class _Search:
             return found
         rng = np.random.default_rng(self.options.seed + 1)
         signature = _signature(report)
-        elsewhere = self._random_failure(widened, failing.params, rng)
+        elsewhere = self._random_failure(widened, failing.params, rng, failing.special)
         other = None if self.last_report is None else _signature(self.last_report)
         if elsewhere is not None and other == signature:
             return found  # the same failure without any size-1 dim: not about size 1
@@ -206,7 +222,7 @@ class _Search:
             sizes = {**widened, dim: 1}
             if not self._consistent(sizes, failing.params):
                 continue
-            if self._random_failure(sizes, failing.params, rng) is not None and (
+            if self._random_failure(sizes, failing.params, rng, failing.special) is not None and (
                 self.last_report is not None and _signature(self.last_report) == signature
             ):
                 triggers.append(dim)
@@ -249,20 +265,32 @@ class _Search:
         return True
 
     def _random_failure(
-        self, sizes: Mapping[str, int], params: Mapping[str, Any], rng: np.random.Generator
+        self,
+        sizes: Mapping[str, int],
+        params: Mapping[str, Any],
+        rng: np.random.Generator,
+        special: Special | None = None,
     ) -> Example | None:
+        """A random point at ``sizes`` that fails; made special like the failure being
+        lowered, so that a failure found only at special points lowers its dims too."""
         for _ in range(TRIES_PER_SIZE):
             point = seeded_inputs(self.derivation, sizes, int(rng.integers(2**32)), params)
-            example = Example(dims=dict(sizes), inputs=point, params=dict(params))
+            point = made_special(point, special, self.float_bounds)
+            example = Example(dims=dict(sizes), inputs=point, params=dict(params), special=special)
             if self.fails(example):
                 return example
         return None
 
     def simplify_values(self, failing: Example, budget: int) -> Example:
-        """At fixed dims, let hypothesis find and shrink a failure to simple values."""
-        sizes, params = dict(failing.dims), dict(failing.params)
-        strategy = inputs(self.derivation, sizes, params).map(
-            lambda point: Example(dims=sizes, inputs=point, params=params)
+        """At fixed dims, let hypothesis find and shrink a failure to simple values (at a
+        point made special the same way, when the failure was found at one)."""
+        sizes, params, special = dict(failing.dims), dict(failing.params), failing.special
+        strategy = examples_at(self.derivation, sizes, params).map(
+            lambda plain: replace(
+                plain,
+                inputs=made_special(plain.inputs, special, self.float_bounds),
+                special=special,
+            )
         )
         simpler = self.find(strategy, budget)
         return failing if simpler is None else simpler
@@ -319,6 +347,15 @@ def verify(
 def _search(derivation: Derivation, search: _Search, options: Options, budget: int) -> Report:
     """The three passes and the report of what they found."""
     failing = search.find_in_batches(budget)
+    if (
+        failing is None
+        and search.first_non_finite_spec is not None
+        and search.declaration_error is None
+    ):
+        # No failure, but the spec is NaN/inf inside its bounds: find that point again
+        # (the same seed draws the same examples) and shrink it like a failure.
+        search.target = _spec_non_finite
+        failing = search.find_in_batches(budget)
     if failing is not None and search.declaration_error is None:
         failing = search.lower_dims(failing)
         failing = search.simplify_values(failing, budget)
@@ -329,10 +366,16 @@ def _search(derivation: Derivation, search: _Search, options: Options, budget: i
     if failing is not None:
         report = evaluate(derivation, failing.inputs, failing.dims, options, None, failing.params)
         report = with_diagnoses(derivation, report)
-        shapes = tuple(search.shape_diagnoses(failing, report))
-        report = replace(report, diagnoses=report.diagnoses + shapes)
+        if report.example is not None:
+            report = replace(report, example=replace(report.example, special=failing.special))
+        if report.verdict == "fail":
+            shapes = tuple(search.shape_diagnoses(failing, report))
+            report = replace(report, diagnoses=report.diagnoses + shapes)
         tried = search.examples
-        notes = (f"failure found and shrunk over {tried} examples",)
+        what = "failure found" if report.verdict == "fail" else "found"
+        notes = (f"{what} and shrunk over {tried} examples",)
+        special = describe(failing.special)
+        notes += (special,) if special else ()
     elif search.first_error is not None:
         report = search.first_error
         notes = (f"{tried} examples tried",)
@@ -352,6 +395,16 @@ def _search(derivation: Derivation, search: _Search, options: Options, budget: i
     return replace(
         report, notes=report.notes + notes, examples=tried, inconclusive=search.inconclusive
     )
+
+
+def _failed(report: Report) -> bool:
+    return report.verdict == "fail"
+
+
+def _spec_non_finite(report: Report) -> bool:
+    """The spec is NaN/inf at an ordinary point (at a special one it is not held against
+    the declaration: its verdict was made inconclusive)."""
+    return report.verdict == "error" and any(p.kind == "spec_non_finite" for p in report.problems)
 
 
 def _signature(report: Report) -> frozenset[tuple[str, str | None]]:

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from gradcheck import special_values
 from gradcheck.derivation import Derivation, DerivationError, ParamChoices
 from gradcheck.report import Example
 
@@ -25,6 +27,7 @@ __all__ = [
     "dim_range",
     "dims",
     "examples",
+    "examples_at",
     "inputs",
     "integer_array",
     "param",
@@ -212,20 +215,43 @@ def seeded_inputs(
     return point
 
 
-def examples(derivation: Derivation) -> st.SearchStrategy[Example]:
+def examples(derivation: Derivation, *, special: bool = False) -> st.SearchStrategy[Example]:
     """Points for ``derivation``: params, then dims (whose ranges may depend on the params),
-    then every input array at those sizes."""
+    then every input array at those sizes. With ``special``, a few percent of them are
+    special points (see ``gradcheck.special_values``)."""
     return _params_and_dims(derivation).flatmap(
-        lambda drawn: inputs(derivation, drawn[1], drawn[0]).map(
-            lambda point: Example(dims=drawn[1], inputs=point, params=drawn[0])
+        lambda drawn: examples_at(derivation, drawn[1], drawn[0], special=special)
+    )
+
+
+def examples_at(
+    derivation: Derivation,
+    sizes: Mapping[str, int],
+    params: Mapping[str, Any],
+    *,
+    special: bool = False,
+) -> st.SearchStrategy[Example]:
+    """Points for ``derivation`` at fixed dim sizes and params (see ``examples``)."""
+    plain = inputs(derivation, sizes, params).map(
+        lambda point: Example(dims=dict(sizes), inputs=point, params=dict(params))
+    )
+    if not special:
+        return plain
+    bounds = _float_bounds(derivation)
+    return st.tuples(plain, special_values.specials(bounds)).map(
+        lambda drawn: replace(
+            drawn[0],
+            inputs=special_values.made_special(drawn[0].inputs, drawn[1], bounds),
+            special=drawn[1],
         )
     )
 
 
 @st.composite
-def seeded_examples(draw: st.DrawFn, derivation: Derivation) -> Example:
+def seeded_examples(draw: st.DrawFn, derivation: Derivation, *, special: bool = False) -> Example:
     """Points for ``derivation`` whose arrays all come from one drawn seed: params, dims,
-    then one integer, where ``examples`` draws every element.
+    then one integer, where ``examples`` draws every element. With ``special``, a few
+    percent of them are special points (see ``gradcheck.special_values``).
 
     The cheap way to search: drawing 4 arrays element by element cost 3 ms an example,
     several times the work of checking a small derivation there. The shrinker still lowers
@@ -233,13 +259,31 @@ def seeded_examples(draw: st.DrawFn, derivation: Derivation) -> Example:
     at its smallest dims, with ``inputs``."""
     params, sizes = draw(_params_and_dims(derivation))
     seed = draw(_integers(0, 2**32 - 1))
-    return Example(dims=sizes, inputs=seeded_inputs(derivation, sizes, seed, params), params=params)
+    point = seeded_inputs(derivation, sizes, seed, params)
+    if not special:
+        return Example(dims=sizes, inputs=point, params=params)
+    bounds = _float_bounds(derivation)
+    kind = draw(special_values.specials(bounds))
+    return Example(
+        dims=sizes,
+        inputs=special_values.made_special(point, kind, bounds),
+        params=params,
+        special=kind,
+    )
+
+
+def _float_bounds(derivation: Derivation) -> dict[str, tuple[float, float]]:
+    return {
+        name: derivation.input_bounds[name]
+        for name in derivation.shapes
+        if name not in (derivation.integers or {})
+    }
 
 
 @st.composite
 def seeded_batches(
-    draw: st.DrawFn, derivation: Derivation, *, points: int = 2
+    draw: st.DrawFn, derivation: Derivation, *, points: int = 2, special: bool = False
 ) -> tuple[Example, ...]:
     """``points`` independent ``seeded_examples`` in one draw: each with params, dims and
     seed of its own, so a search of N points still sees N draws of the dims."""
-    return tuple(draw(seeded_examples(derivation)) for _ in range(points))
+    return tuple(draw(seeded_examples(derivation, special=special)) for _ in range(points))
