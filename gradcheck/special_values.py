@@ -107,20 +107,22 @@ def describe(special: Special | None) -> str | None:
     return f"this example is a special point, drawn on purpose ({special})"
 
 
-def _is_special(number: int) -> bool:
-    return bool(np.random.default_rng(number).integers(SPECIAL_ONE_IN) == SPECIAL_ONE_IN - 1)
+def _is_special(number: int, one_in: int = SPECIAL_ONE_IN) -> bool:
+    return bool(np.random.default_rng(number).integers(one_in) == one_in - 1)
 
 
 @st.composite
-def specials(draw: st.DrawFn, bounds: Mapping[str, tuple[float, float]]) -> Special | None:
-    """None for most examples; a ``Special`` for one of ``bounds``' inputs at SPECIAL_RATE.
+def specials(
+    draw: st.DrawFn, bounds: Mapping[str, tuple[float, float]], *, one_in: int = SPECIAL_ONE_IN
+) -> Special | None:
+    """None for most examples; a ``Special`` for one of ``bounds``' inputs, 1 in ``one_in``.
 
     Shrinks towards None: a failure that does not need a special point is reported at an
     ordinary one."""
     # hypothesis draws small ranges far from uniformly (its boundaries and duplicates come
     # often: a plain integers(0, 19) == 19 came out 2.75%, not 5%), so the decision is a
     # hash of a drawn 32-bit number: uniform, and 0 (where shrinking goes) is not special.
-    if not bounds or not _is_special(draw(st.integers(0, 2**32 - 1))):
+    if not bounds or not _is_special(draw(st.integers(0, 2**32 - 1)), one_in):
         return None
     name = draw(st.sampled_from(sorted(bounds)))
     kind = draw(st.sampled_from(_kinds_for(*bounds[name])))

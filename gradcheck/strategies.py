@@ -143,6 +143,17 @@ def _seeded_array(
     return rng.uniform(low, high, size=shape)
 
 
+def _coarse_array(
+    shape: tuple[int, ...], low: float, high: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Values on the grid low + k * (high - low) / 8, k = 0..8, without those in the zero
+    band (where kinks sit)."""
+    grid = np.linspace(low, high, 9)
+    margin = max(abs(low), abs(high)) / KINK_MARGIN
+    grid = grid[np.abs(grid) > margin] if low < -margin and high > margin else grid
+    return rng.choice(grid, size=shape)
+
+
 def array(shape: tuple[int, ...], *, low: float, high: float) -> st.SearchStrategy[np.ndarray]:
     """A float64 array of ``shape`` with values in ``[low, high]`` (see ``values``)."""
     if int(np.prod(shape)) <= ELEMENTWISE_LIMIT:
@@ -198,8 +209,12 @@ def seeded_inputs(
     sizes: Mapping[str, int],
     seed: int,
     params: Mapping[str, Any] | None = None,
+    *,
+    coarse: bool = False,
 ) -> dict[str, np.ndarray]:
-    """Every input at ``sizes``, all values from one generator: a generic random point."""
+    """Every input at ``sizes``, all values from one generator: a generic random point.
+    With ``coarse``, the float values come from a grid of eight steps (see
+    ``COARSE_ONE_IN``)."""
     rng = np.random.default_rng(seed)
     integer_bounds = _integer_bounds(derivation, sizes, params or {})
     point = {}
@@ -211,7 +226,7 @@ def seeded_inputs(
         else:
             low_f, high_f = derivation.input_bounds[name]
             # From the one generator: a generator made per array cost 20-40 us each.
-            point[name] = _seeded_array(shape, low_f, high_f, rng)
+            point[name] = (_coarse_array if coarse else _seeded_array)(shape, low_f, high_f, rng)
     return point
 
 
@@ -259,17 +274,35 @@ def seeded_examples(draw: st.DrawFn, derivation: Derivation, *, special: bool = 
     at its smallest dims, with ``inputs``."""
     params, sizes = draw(_params_and_dims(derivation))
     seed = draw(_integers(0, 2**32 - 1))
-    point = seeded_inputs(derivation, sizes, seed, params)
+    point = seeded_inputs(derivation, sizes, seed, params, coarse=_coarse(seed))
     if not special:
         return Example(dims=sizes, inputs=point, params=params)
     bounds = _float_bounds(derivation)
-    kind = draw(special_values.specials(bounds))
+    kind = draw(special_values.specials(bounds, one_in=SEEDED_SPECIAL_ONE_IN))
     return Example(
         dims=sizes,
         inputs=special_values.made_special(point, kind, bounds),
         params=params,
         special=kind,
     )
+
+
+# One seeded point in COARSE_ONE_IN takes its values from a coarse grid (eight steps across
+# the bounds, off the zero band): repeated values, as hypothesis's element draws make them,
+# so that ties (in a pooling window, a max, a sort) occur without being planted. Uniform
+# draws never repeat a value, and a backward that crashes on a tie passed them.
+COARSE_ONE_IN = 8
+
+# Special points (gradcheck.special_values) among seeded points: more often than among
+# points drawn element by element, whose repeated values make zero-variance rows and ties
+# now and then by themselves. Measured over seeds 0-7, 100 examples each: a division by a
+# zero variance was found at 5 of 8 seeds at 1 in 16, 7 at 1 in 8, 8 at 1 in 6.
+SEEDED_SPECIAL_ONE_IN = 6
+
+
+def _coarse(seed: int) -> bool:
+    # A hash of the seed: hypothesis draws small and round seeds more often than others.
+    return (seed * 0x9E3779B97F4A7C15 >> 40) % COARSE_ONE_IN == 0
 
 
 def _float_bounds(derivation: Derivation) -> dict[str, tuple[float, float]]:
