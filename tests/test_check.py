@@ -670,3 +670,30 @@ def test_scalar_inputs_survive_the_rounding_noise_estimates():
     # 0-d inputs once broke the noise estimate (a numpy scalar is not an array)
     point = {"x": [1.0, 2.0], "y": [0.5, 1.0], "a1": 1.0, "b1": 1.0, "a2": 1.0, "b2": 1.0}
     assert check(scalar_chain.scalar_chain, point).verdict == "pass"
+
+
+def _misread_by_autograd(forward):
+    # The hand gradient is autograd's own (wrong) one: only finite differences can tell.
+    return Derivation(
+        name="misread",
+        forward=forward,
+        backward=lambda x, w: {"w": x.copy()},
+        shapes={"x": ("N",), "w": ("N",)},
+        wrt=["w"],
+    )
+
+
+@pytest.mark.parametrize(
+    "forward",
+    [
+        lambda x, w: (x * w.detach() ** 2).sum() + (x * w).sum(),
+        lambda x, w: (lambda h: (h.data.mul_(1.5), h.sum())[1])(x * w),
+    ],
+    ids=["a detach", "an in-place op on .data"],
+)
+def test_verify_reports_a_spec_autograd_misreads_even_where_the_hand_agrees_with_autograd(
+    forward,
+):
+    report = verify(_misread_by_autograd(forward), max_examples=20, seed=0)
+    assert report.verdict == "error", str(report)
+    assert "references_disagree" in _kinds(report)
