@@ -106,16 +106,18 @@ class _Search:
         best = failing
         for dim in self.derivation.dim_ranges:
             lowest = self._lowest(dim, best)
+            skipped = False  # a size where= refuses was not tried: no "fails only from"
             for size in range(lowest, best.dims[dim]):
                 sizes = self._repaired({**best.dims, dim: size}, best.params)
                 if not self._consistent(sizes, best.params):
+                    skipped = skipped or self.derivation.where is not None
                     continue
                 found = self._random_failure(sizes, best.params, rng)
                 if found is not None:
                     best = found
                     break
             else:
-                if best.dims[dim] > lowest:
+                if best.dims[dim] > lowest and not skipped:
                     self.thresholds[dim] = best.dims[dim]
         return self._lower_together(best, rng)
 
@@ -204,7 +206,7 @@ class _Search:
             low, high = dim_range(self.derivation, dim, {**params, **sizes})
             if not low <= sizes[dim] <= high:
                 return False
-        return True
+        return self.derivation.allows({**params, **sizes})
 
     def _random_failure(
         self, sizes: Mapping[str, int], params: Mapping[str, Any], rng: np.random.Generator

@@ -13,7 +13,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from hypothesis import HealthCheck, find, reject, settings
 from hypothesis import strategies as st
+from hypothesis.errors import NoSuchExample, Unsatisfiable
 from hypothesis.extra import numpy as hnp
 
 from gradcheck.derivation import Derivation, DerivationError, ParamChoices
@@ -64,8 +66,11 @@ def values(*, low: float, high: float) -> st.SearchStrategy[float]:
 
 def param(choice: ParamChoices) -> st.SearchStrategy[Any]:
     """One hyperparameter: an int in its range, or one of its choices (shrinks to the first)."""
+    if choice.continuous:
+        # a float range shrinks towards its low end, like an int range
+        return st.floats(choice.low, choice.high, allow_nan=False, allow_infinity=False)
     if choice.low is not None and choice.high is not None:
-        return st.integers(choice.low, choice.high)
+        return st.integers(int(choice.low), int(choice.high))
     return st.sampled_from(choice.choices)
 
 
@@ -80,20 +85,30 @@ def dim_range(derivation: Derivation, dim: str, context: Mapping[str, Any]) -> t
     return low, high
 
 
+# Draws of params and dims tried before an example is given up as invalid when a ``where``
+# predicate refuses them: redrawing inside one example keeps hypothesis from running out of
+# valid examples where only a third of the settings are valid (conv strides that fit).
+WHERE_TRIES = 8
+
+
 @st.composite
 def _params_and_dims(
     draw: st.DrawFn, derivation: Derivation
 ) -> tuple[dict[str, Any], dict[str, int]]:
-    params = {name: draw(param(choice)) for name, choice in derivation.param_choices.items()}
-    sizes: dict[str, int] = {}
-    for dim in derivation.dim_ranges:
-        low, high = dim_range(derivation, dim, {**params, **sizes})
-        sizes[dim] = draw(st.integers(low, high))
-    return params, sizes
+    for _ in range(WHERE_TRIES):
+        params = {name: draw(param(choice)) for name, choice in derivation.param_choices.items()}
+        sizes: dict[str, int] = {}
+        for dim in derivation.dim_ranges:
+            low, high = dim_range(derivation, dim, {**params, **sizes})
+            sizes[dim] = draw(st.integers(low, high))
+        if derivation.allows({**params, **sizes}):
+            return params, sizes
+    reject()
 
 
 def smallest_params_and_dims(derivation: Derivation) -> tuple[dict[str, Any], dict[str, int]]:
-    """The first choice of every param and the lowest size of every dim: the cheapest point."""
+    """The first choice of every param and the lowest size of every dim: the cheapest point
+    (with a ``where``, the simplest point it allows, as hypothesis shrinks to it)."""
     params = {
         name: choice.low if choice.low is not None else choice.choices[0]
         for name, choice in derivation.param_choices.items()
@@ -101,7 +116,18 @@ def smallest_params_and_dims(derivation: Derivation) -> tuple[dict[str, Any], di
     sizes: dict[str, int] = {}
     for dim in derivation.dim_ranges:
         sizes[dim] = dim_range(derivation, dim, {**params, **sizes})[0]
-    return params, sizes
+    if derivation.allows({**params, **sizes}):
+        return params, sizes
+    quiet = settings(
+        database=None, derandomize=True, max_examples=200, suppress_health_check=list(HealthCheck)
+    )
+    try:
+        return find(_params_and_dims(derivation), lambda _: True, settings=quiet)
+    except (NoSuchExample, Unsatisfiable):
+        raise DerivationError(
+            f"Derivation {derivation.name!r}: where refuses every setting tried; check that "
+            "it returns True for some params and dims in their declared ranges."
+        ) from None
 
 
 def dims(derivation: Derivation) -> st.SearchStrategy[dict[str, int]]:
