@@ -285,6 +285,9 @@ def verify(
     else:
         report = Report(derivation=derivation.name, verdict="pass", dtype=options.dtype)
         notes = (f"{tried} examples passed",)
+    # a spec that judged by a convention it read off the layer says which (reg * sum(W*W))
+    spec_notes = getattr(derivation.forward, "notes", None)
+    notes += tuple(spec_notes()) if callable(spec_notes) else ()
     if search.inconclusive:
         notes += (
             f"{search.inconclusive} of {tried} examples were inconclusive (kinks, or "

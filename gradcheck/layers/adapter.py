@@ -116,6 +116,11 @@ class _Spec:
             )
         return tuple(result)
 
+    def notes(self) -> tuple[str, ...]:
+        """What the spec learned about the layer's conventions, for the report."""
+        notes = getattr(self.spec, "notes", None)
+        return tuple(notes()) if callable(notes) else ()
+
     def __call__(self, **arguments: Any) -> torch.Tensor:
         parts = self.parts(**arguments)
         if len(parts) == 1:
@@ -481,6 +486,7 @@ def course_loss(
     integers: Mapping[str, IntegerRange] | None = None,
     check_forward: bool = True,
     booleans: Sequence[str] | None = None,
+    positional_params: Sequence[str] | None = None,
     where: Callable[[Mapping[str, Any]], bool] | None = None,
 ) -> Derivation:
     """A ``Derivation`` for a loss written as one function, ``loss, dx = loss_fn(x, y)``.
@@ -517,5 +523,6 @@ def course_loss(
         integers=integers,
         check_forward=check_forward,
         booleans=booleans,
+        positional_params=positional_params,
         where_valid=valid,
     )
