@@ -257,8 +257,9 @@ class Derivation:
                         f"expression ({exc}); write arithmetic of other dims and int params "
                         "with + - * // and parentheses, e.g. '4*H' or 'C*H*W'."
                     ) from None
+                expression = DimExpression(bound)
                 unknown = [
-                    n for n in ranges[dim].names if n not in ranges and n not in (self.params or {})
+                    n for n in expression.names if n not in ranges and n not in (self.params or {})
                 ]
                 if unknown:
                     raise DerivationError(

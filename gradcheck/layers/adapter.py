@@ -445,12 +445,11 @@ def course_layer(
         )
         verify(conv).ok
     """
-    valid = where
-    where = f"course_layer({function_name(forward)})"
-    require_callable(where, "forward", forward)
-    require_callable(where, "backward", backward)
+    valid, at = where, f"course_layer({function_name(forward)})"
+    require_callable(at, "forward", forward)
+    require_callable(at, "backward", backward)
     return _declare(
-        where,
+        at,
         forward=forward,
         backward=backward,
         spec=spec,
@@ -504,11 +503,10 @@ def course_loss(
         )
         verify(softmax).ok
     """
-    valid = where
-    where = f"course_loss({function_name(loss)})"
-    require_callable(where, "loss", loss)
+    valid, at = where, f"course_loss({function_name(loss)})"
+    require_callable(at, "loss", loss)
     return _declare(
-        where,
+        at,
         forward=loss,
         backward=None,
         spec=spec,

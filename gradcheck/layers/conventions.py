@@ -83,17 +83,49 @@ def _declare_dropout(forward: Function, backward: Function, name: str) -> Deriva
 PENALTIES = {1.0: "reg * sum(W * W)", 0.5: "0.5 * reg * sum(W * W)"}
 
 
+class PenaltyConvention:
+    """Which L2 convention a learner's loss uses: decided at the first point where the two
+    candidate losses differ clearly (never where reg * sum(W*W) is lost in rounding), then
+    kept, so that every later point (and every finite-difference probe) uses the same spec."""
+
+    # The two candidates must differ by more than this share of the loss to tell them apart:
+    # far above float64 rounding of a loss of a few terms, far below any real penalty.
+    CLEAR = 1e-6
+
+    def __init__(self) -> None:
+        self.factor: float | None = None
+
+    def decide(self, learner: float | None, data: float, penalty: float) -> float:
+        if self.factor is not None:
+            return self.factor
+        if learner is None or abs(0.5 * penalty) <= self.CLEAR * (1.0 + abs(data + penalty)):
+            return 1.0
+        half, whole = data + 0.5 * penalty, data + penalty
+        self.factor = 0.5 if abs(learner - half) < abs(learner - whole) else 1.0
+        return self.factor
+
+    def notes(self, over: str = "") -> tuple[str, ...]:
+        if self.factor is None:
+            return ()
+        return (
+            f"L2 penalty judged as {PENALTIES[self.factor]}{over}: the convention the "
+            "returned loss matches (courses write reg * sum(W * W) or 0.5 * reg * sum(W * W))",
+        )
+
+
 class ClassifierSpec:
     """``data_loss(X @ W, y) + factor * reg * sum(W * W)``, with the factor (1 or 1/2) that
-    the learner's returned loss matches at the same point."""
+    the learner's returned loss matches."""
 
     def __init__(self, data_loss: Function, learner: Function, kind: str) -> None:
         self.data_loss = data_loss
         self.learner = learner
         self.__name__ = kind
-        self.seen: set[float] = set()
+        self.convention = PenaltyConvention()
 
     def _learner_loss(self, W: Any, X: Any, y: Any, reg: float) -> float | None:
+        if self.convention.factor is not None:
+            return None  # decided: no need to run the learner's loss again
         arrays = [t.detach().numpy().copy() for t in (W, X, y)]
         try:
             return float(self.learner(*arrays, copy.copy(reg))[0])
@@ -105,24 +137,12 @@ class ClassifierSpec:
     ) -> torch.Tensor:
         data = self.data_loss(X @ W, y)
         penalty = reg * (W * W).sum()
-        factor = 1.0
         learner = self._learner_loss(W, X, y, reg)
-        data_value, penalty_value = float(data.detach()), float(penalty.detach())
-        if learner is not None and penalty_value != 0.0:
-            half, whole = data_value + 0.5 * penalty_value, data_value + penalty_value
-            if abs(learner - half) < abs(learner - whole):
-                factor = 0.5
-            self.seen.add(factor)
+        factor = self.convention.decide(learner, float(data.detach()), float(penalty.detach()))
         return data + factor * penalty
 
     def notes(self) -> tuple[str, ...]:
-        if not self.seen:
-            return ()
-        which = " and ".join(PENALTIES[f] for f in sorted(self.seen, reverse=True))
-        return (
-            f"L2 penalty judged as {which}: the convention the returned loss matches "
-            "(the course uses reg * sum(W * W) or 0.5 * reg * sum(W * W))",
-        )
+        return self.convention.notes()
 
 
 def _classifier(data_loss: Function, kind: str) -> Callable[[Function, None, str], Derivation]:
