@@ -16,7 +16,6 @@ for a gradient: the gradient reference is still torch autograd of the spec.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -84,18 +83,23 @@ PENALTIES = {1.0: "reg * sum(W * W)", 0.5: "0.5 * reg * sum(W * W)"}
 
 
 class PenaltyConvention:
-    """Which L2 convention a learner's loss uses: decided at the first point where the two
-    candidate losses differ clearly (never where reg * sum(W*W) is lost in rounding), then
-    kept, so that every later point (and every finite-difference probe) uses the same spec."""
+    """Which L2 convention a learner's loss uses, decided once and then kept, so that every
+    point (and every finite-difference probe) is judged against the same spec.
 
-    # The two candidates must differ by more than this share of the loss to tell them apart:
-    # far above float64 rounding of a loss of a few terms, far below any real penalty.
-    CLEAR = 1e-6
+    It is decided from the learner's loss at the point in hand with ``reg`` raised to
+    ``REG_PROBE``: there the two candidates differ by ``REG_PROBE / 2 * sum(W*W)``, far above
+    rounding however small the drawn reg and weights are (a decision at the drawn reg could
+    not tell them apart where ``sum(W*W)`` is tiny, yet their gradients would differ)."""
+
+    REG_PROBE = 1000.0
+    # The candidates must differ by more than this share of the loss to be told apart.
+    CLEAR = 1e-9
 
     def __init__(self) -> None:
         self.factor: float | None = None
 
     def decide(self, learner: float | None, data: float, penalty: float) -> float:
+        """``learner``, ``data`` and ``penalty`` are taken at reg = REG_PROBE."""
         if self.factor is not None:
             return self.factor
         if learner is None or abs(0.5 * penalty) <= self.CLEAR * (1.0 + abs(data + penalty)):
@@ -124,11 +128,9 @@ class ClassifierSpec:
         self.convention = PenaltyConvention()
 
     def _learner_loss(self, W: Any, X: Any, y: Any, reg: float) -> float | None:
-        if self.convention.factor is not None:
-            return None  # decided: no need to run the learner's loss again
         arrays = [t.detach().numpy().copy() for t in (W, X, y)]
         try:
-            return float(self.learner(*arrays, copy.copy(reg))[0])
+            return float(self.learner(*arrays, reg)[0])
         except Exception:  # the adapter calls it again and reports what went wrong
             return None
 
@@ -136,10 +138,16 @@ class ClassifierSpec:
         self, W: torch.Tensor, X: torch.Tensor, y: torch.Tensor, reg: float
     ) -> torch.Tensor:
         data = self.data_loss(X @ W, y)
-        penalty = reg * (W * W).sum()
-        learner = self._learner_loss(W, X, y, reg)
-        factor = self.convention.decide(learner, float(data.detach()), float(penalty.detach()))
-        return data + factor * penalty
+        if self.convention.factor is None:
+            probe = self.convention.REG_PROBE
+            data_value = float(data.detach())
+            self.convention.decide(
+                self._learner_loss(W, X, y, probe),
+                data_value,
+                probe * float((W * W).sum().detach()),
+            )
+        factor = 1.0 if self.convention.factor is None else self.convention.factor
+        return data + factor * reg * (W * W).sum()
 
     def notes(self) -> tuple[str, ...]:
         return self.convention.notes()

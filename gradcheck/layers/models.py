@@ -108,20 +108,25 @@ class _PenaltySpec:
         self.convention = PenaltyConvention()
 
     def __call__(self, **arguments: Any) -> torch.Tensor:
-        if self.convention.factor is not None:
-            return self.spec(**arguments, penalty_factor=self.convention.factor)
-        data = self.spec(**arguments, penalty_factor=0.0)
-        full = self.spec(**arguments, penalty_factor=1.0)
-        tensors = {k: v for k, v in arguments.items() if isinstance(v, torch.Tensor)}
+        if self.convention.factor is None and "reg" in arguments:
+            self._decide(arguments)
+        factor = 1.0 if self.convention.factor is None else self.convention.factor
+        return self.spec(**arguments, penalty_factor=factor)
+
+    def _decide(self, arguments: Mapping[str, Any]) -> None:
+        """The learner's loss at this point with reg = REG_PROBE, against both candidates."""
+        probe = {**arguments, "reg": self.convention.REG_PROBE}
+        with torch.no_grad():
+            data = float(self.spec(**probe, penalty_factor=0.0))
+            penalty = float(self.spec(**probe, penalty_factor=1.0)) - data
+        tensors = {k: v for k, v in probe.items() if isinstance(v, torch.Tensor)}
         arrays = {k: v.detach().numpy().copy() for k, v in tensors.items()}
-        settings = {k: v for k, v in arguments.items() if k not in tensors}
+        settings = {k: v for k, v in probe.items() if k not in tensors}
         try:
             learner: float | None = float(self.run(arrays, settings)[0])
         except Exception:  # the backward runs it again and reports what went wrong
             learner = None
-        data_value = float(data.detach())
-        factor = self.convention.decide(learner, data_value, float(full.detach()) - data_value)
-        return full if factor == 1.0 else self.spec(**arguments, penalty_factor=factor)
+        self.convention.decide(learner, data, penalty)
 
     def notes(self) -> tuple[str, ...]:
         return self.convention.notes(" over the weights")
