@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gradcheck import DerivationError, verify
+from gradcheck import DerivationError, check, verify
 from gradcheck.layers import (
     FullyConnectedNet,
     TwoLayerNet,
@@ -97,26 +97,32 @@ def test_the_reference_fully_connected_net_passes_over_depths_and_normalizations
     assert declared["normalization"].choices == (None, "batchnorm", "layernorm")
 
 
-@pytest.mark.parametrize(
-    ("model", "where"),
-    [
-        pytest.param(
-            FullyConnectedNetRegOnFirstLayer,
-            lambda s: s["layers"] >= 2 and s["reg"] > 0,
-            id="the penalty missing from middle layers fails from 2 hidden layers",
-        ),
-        pytest.param(
-            FullyConnectedNetSwappingGammaBeta,
-            lambda s: s["normalization"] is not None,
-            id="swapped dgamma and dbeta fail with a normalization",
-        ),
-    ],
-)
-def test_a_broken_fully_connected_net_fails_at_its_smallest_setting(model, where):
-    report = verify(standard_model("fully_connected_net", model), **BUDGET)
+def test_the_penalty_missing_from_middle_layers_fails_from_two_hidden_layers():
+    model = standard_model("fully_connected_net", FullyConnectedNetRegOnFirstLayer)
+    report = verify(model, max_examples=5, seed=0)
     assert report.verdict == "fail", str(report)
-    assert where(report.example.params), str(report)
-    assert "params: layers=" in str(report)
+    assert report.example.params["layers"] == 2 and report.example.params["reg"] > 0
+    assert {p.parameter for p in report.problems} == {"W2"}  # the middle layer's weight
+    assert "params: layers=2" in str(report)
+
+
+def _fc_point(model, *, layers, normalization):
+    """One point of the fully connected net's declaration, at the given depth and norm."""
+    from gradcheck.strategies import seeded_inputs
+
+    settings = {"layers": layers, "normalization": normalization, "reg": 0.5, "C": 3}
+    dims = {"N": 3, "D": 2, "H1": 3, "O2": 2 if layers == 2 else 3, "O3": 3 if layers == 2 else 1}
+    return {**seeded_inputs(model, dims, 0, settings), **settings}
+
+
+@pytest.mark.parametrize("normalization", ["batchnorm", "layernorm"])
+def test_swapped_dgamma_and_dbeta_fail_with_a_normalization_and_pass_without(normalization):
+    model = standard_model("fully_connected_net", FullyConnectedNetSwappingGammaBeta)
+    with_norm = check(model, _fc_point(model, layers=1, normalization=normalization))
+    assert with_norm.verdict == "fail", str(with_norm)
+    assert {p.parameter for p in with_norm.problems} == {"gamma1", "beta1"}
+    without = check(model, _fc_point(model, layers=2, normalization=None))
+    assert without.verdict == "pass", str(without)
 
 
 def test_course_model_checks_any_model_with_params_and_loss():

@@ -32,13 +32,15 @@ from gradcheck.layers import temporal_softmax_loss as temporal_softmax_loss_refe
 from gradcheck.layers.normalization import batchnorm_backward
 
 # A fixed, small search: the same examples every run, about a second a layer.
-BUDGET = {"max_examples": 20, "seed": 0}
+BUDGET = {"max_examples": 10, "seed": 0}
 
 
 def _smallest(report: Report) -> dict:
+    """The smallest failing example's params, dims and inputs, in one dict."""
     assert report.verdict == "fail", str(report)
     assert report.example is not None
-    return {**report.example.params, **report.example.dims}
+    example = report.example
+    return {**example.inputs, **example.params, **example.dims}
 
 
 def _problems(report: Report) -> set[tuple[str | None, str]]:
@@ -179,7 +181,7 @@ BROKEN = [
         word_embedding_forward,
         word_embedding_backward_overwriting_repeats,
         ("W", "mismatch"),
-        lambda s: s["N"] * s["T"] == 2 and s["V"] == 1,
+        lambda s: s["N"] * s["T"] == 2 and s["V"] == 1 and len(set(s["x"].ravel())) == 1,
         id="word embedding overwriting a repeated word fails where a word repeats",
     ),
     _case(
@@ -211,7 +213,7 @@ BROKEN = [
         temporal_softmax_loss_ignoring_mask_in_dx,
         None,
         ("x", "mismatch"),
-        lambda s: s["N"] * s["T"] == 1,
+        lambda s: s["N"] * s["T"] == 1 and not s["mask"].all(),
         id="temporal softmax loss ignoring the mask in dx fails at one masked-out step",
     ),
     _case(
@@ -244,22 +246,3 @@ def test_a_broken_copy_of_each_new_layer_fails_with_its_smallest_example(
     text = str(report)
     assert "Smallest failing example" in text
     assert "dims: " + ", ".join(f"{k}={v}" for k, v in report.example.dims.items()) in text
-
-
-def test_the_masked_out_step_is_where_the_temporal_loss_fails():
-    report = verify(
-        standard_layer("temporal_softmax_loss", temporal_softmax_loss_ignoring_mask_in_dx),
-        **BUDGET,
-    )
-    assert not report.example.inputs["mask"].all()  # drawn as 0/1, handed over as bool
-
-
-def test_a_repeated_word_is_where_the_embedding_fails():
-    report = verify(
-        standard_layer(
-            "word_embedding", word_embedding_forward, word_embedding_backward_overwriting_repeats
-        ),
-        **BUDGET,
-    )
-    indices = report.example.inputs["x"].ravel()
-    assert len(set(indices.tolist())) < len(indices)

@@ -429,6 +429,14 @@ def course_layer(
     claims to compute, called with every array and param as keywords. With
     ``check_forward`` the layer's ``out`` must also match the spec's.
 
+    ``outputs=("next_h", "next_c")`` names what a forward returns before its cache when it
+    returns several outputs: the spec then returns one tensor per output, and the backward
+    takes one upstream gradient per output, ``backward(dnext_h, dnext_c, cache)``.
+    ``booleans`` names boolean inputs (drawn as 0/1, handed over as bool), and
+    ``positional_params`` the params the forward takes positionally after the arrays
+    (``G`` in ``spatial_groupnorm_forward(x, gamma, beta, G, gn_param)``). ``where`` keeps
+    the search to valid settings, as in ``Derivation``.
+
     Example::
 
         conv = course_layer(
@@ -490,8 +498,9 @@ def course_loss(
 ) -> Derivation:
     """A ``Derivation`` for a loss written as one function, ``loss, dx = loss_fn(x, y)``.
 
-    The options are those of ``course_layer``; ``spec`` returns the scalar loss, and
-    ``loss`` returns it followed by one gradient per name in ``grads``.
+    The options are those of ``course_layer`` (``booleans``, ``positional_params`` and
+    ``where`` included); ``spec`` returns the scalar loss, and ``loss`` returns it followed
+    by one gradient per name in ``grads``.
 
     Example::
 
