@@ -37,7 +37,8 @@ class _MethodStep:
         self.__name__ = f"{cls.__name__}.{'+'.join(calls)}"
 
     def __call__(self, **arrays: np.ndarray) -> dict[str, Any]:
-        model = self.cls.__new__(self.cls)
+        # the class's own __new__, without its __init__ (which draws weights, prints, ...)
+        model = self.cls.__new__(self.cls)  # type: ignore[call-overload]
         for name, value in arrays.items():
             setattr(model, name, value)
         setattr(model, self.lr_name, self.lr)
