@@ -7,6 +7,7 @@ names the argument, its value and the fix, instead of deep inside a check.
 
 from __future__ import annotations
 
+import ast
 import difflib
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -31,7 +32,8 @@ DEFAULT_BOUNDS = (-2.0, 2.0)
 # A dim's inclusive range, or a function of the hyperparameters and the plain dims drawn so
 # far that gives it: how constraints such as "the output of a convolution has at least one
 # row" are declared rather than rejected example by example.
-DimRange = tuple[int, int] | Callable[[Mapping[str, Any]], tuple[int, int]]
+# A string is arithmetic of other dims and int params, "4*H": the dim is exactly that size.
+DimRange = tuple[int, int] | str | Callable[[Mapping[str, Any]], tuple[int, int]]
 # An integer input's inclusive value range, or a function of the params and dims giving it
 # (class labels: ``lambda s: (0, s["C"] - 1)``).
 IntegerRange = tuple[int, int] | Callable[[Mapping[str, Any]], tuple[int, int]]
@@ -39,11 +41,56 @@ IntegerRange = tuple[int, int] | Callable[[Mapping[str, Any]], tuple[int, int]]
 
 @dataclass(frozen=True)
 class ParamChoices:
-    """A hyperparameter's values: an inclusive int range, or an explicit list of choices."""
+    """A hyperparameter's values: an inclusive int range, an inclusive float range
+    (``continuous``), or an explicit list of choices."""
 
-    low: int | None = None
-    high: int | None = None
+    low: int | float | None = None
+    high: int | float | None = None
     choices: tuple[Any, ...] = ()
+    continuous: bool = False
+
+
+# What a dim expression may use: names, int literals, + - * // and parentheses. Anything
+# else (calls, attributes, /) is refused at declaration time, so a typo cannot run code.
+_EXPRESSION_NODES = (
+    ast.Expression,
+    ast.BinOp,
+    ast.UnaryOp,
+    ast.Name,
+    ast.Load,
+    ast.Constant,
+    ast.Add,
+    ast.Sub,
+    ast.Mult,
+    ast.FloorDiv,
+    ast.USub,
+)
+
+
+class DimExpression:
+    """A dim computed from other dims and int params, ``"4*H"``: its range is that one size."""
+
+    def __init__(self, text: str) -> None:
+        tree = ast.parse(text.strip(), mode="eval")
+        for node in ast.walk(tree):
+            if not isinstance(node, _EXPRESSION_NODES) or (
+                isinstance(node, ast.Constant)
+                and (not isinstance(node.value, int) or isinstance(node.value, bool))
+            ):
+                raise ValueError(f"{type(node).__name__} is not allowed")
+        self.text = text.strip()
+        self.names = tuple(dict.fromkeys(n.id for n in ast.walk(tree) if isinstance(n, ast.Name)))
+        self._code = compile(tree, "<dims>", "eval")
+
+    def __call__(self, context: Mapping[str, Any]) -> tuple[int, int]:
+        missing = [name for name in self.names if name not in context]
+        if missing:
+            raise KeyError(f"{', '.join(missing)} (not drawn before this dim)")
+        size = eval(self._code, {"__builtins__": {}}, dict(context))  # the AST was checked
+        return size, size
+
+    def __repr__(self) -> str:
+        return repr(self.text)
 
 
 class DerivationError(ValueError):
@@ -93,6 +140,9 @@ class Derivation:
     # float64 numpy point, and returning an object with ``problems`` (Problems merged into
     # the report), ``notes`` (strings) and ``probes`` (finite-difference probes spent).
     extra_checks: Callable[..., Any] | None = None
+    # A predicate over the drawn params and dims (one dict): the search keeps to settings
+    # where it holds, e.g. conv strides that fit, lambda s: (s["H"] - s["HH"]) % s["stride"] == 0.
+    where: Callable[[Mapping[str, Any]], bool] | None = None
     # Filled in by __post_init__: every symbolic dim with its inclusive range (or the
     # callable that gives it), every float input with its value range (declared or
     # default), every hyperparameter with its choices.
@@ -123,6 +173,12 @@ class Derivation:
             )
         param_choices = self._validated_params(shapes)
         dim_ranges = self._validated_dims(shapes)
+        if self.where is not None and not callable(self.where):
+            raise DerivationError(
+                f"Derivation {self.name!r}: where={self.where!r} must be a function of the "
+                "drawn params and dims (one dict) returning True for valid settings, e.g. "
+                "where=lambda s: s['H'] % s['stride'] == 0."
+            )
         integers = self._validated_integers(shapes, wrt)
         bounds = self._validated_bounds(shapes, integers)
         # Copies, so that a caller mutating its own dicts later cannot change a declaration.
@@ -203,6 +259,26 @@ class Derivation:
             if callable(bound):
                 ranges[dim] = bound
                 continue
+            if isinstance(bound, str):
+                try:
+                    ranges[dim] = DimExpression(bound)
+                except (SyntaxError, ValueError) as exc:
+                    raise DerivationError(
+                        f"Derivation {self.name!r}: dims[{dim!r}] = {bound!r} is not a dim "
+                        f"expression ({exc}); write arithmetic of other dims and int params "
+                        "with + - * // and parentheses, e.g. '4*H' or 'C*H*W'."
+                    ) from None
+                expression = DimExpression(bound)
+                unknown = [
+                    n for n in expression.names if n not in ranges and n not in (self.params or {})
+                ]
+                if unknown:
+                    raise DerivationError(
+                        f"Derivation {self.name!r}: dims[{dim!r}] = {bound!r} names "
+                        f"{', '.join(map(repr, unknown))}, which is neither a dim nor a param "
+                        f"(dims: {', '.join(ranges)})."
+                    )
+                continue
             ok = (
                 isinstance(bound, tuple | list)
                 and len(bound) == 2
@@ -213,14 +289,32 @@ class Derivation:
                 raise DerivationError(
                     f"Derivation {self.name!r}: dims[{dim!r}] = {bound!r} must be an "
                     "inclusive (low, high) pair of ints with 1 <= low <= high, e.g. (1, 32), "
-                    "or a function of the params and plain dims returning one."
+                    "an expression of other dims such as '4*H', or a function of the params "
+                    "and plain dims returning a range."
                 )
             ranges[dim] = (bound[0], bound[1])
         # Plain ranges first, then the callables in the order declared: a callable may read
-        # every param, every plain dim and the callables declared before it.
+        # every param, every plain dim and the callables declared before it. An expression
+        # comes after the dims it names, wherever it was declared.
         plain = {d: r for d, r in ranges.items() if not callable(r)}
         derived = {d: r for d, r in ranges.items() if callable(r)}
-        return {**plain, **derived}
+        ordered: dict[str, DimRange] = dict(plain)
+        pending = dict(derived)
+        while pending:
+            ready = [
+                d
+                for d, r in pending.items()
+                if not isinstance(r, DimExpression)
+                or all(n in ordered or n not in pending for n in r.names)
+            ]
+            if not ready:
+                raise DerivationError(
+                    f"Derivation {self.name!r}: the dim expressions "
+                    f"{', '.join(f'{d}={r!r}' for d, r in pending.items())} depend on each "
+                    "other in a cycle; give one of them a range."
+                )
+            ordered[ready[0]] = pending.pop(ready[0])
+        return ordered
 
     def _validated_params(
         self, shapes: Mapping[str, tuple[str | int, ...]]
@@ -241,14 +335,30 @@ class Derivation:
                 if isinstance(spec, tuple | list | range)
                 else []
             )
+            is_real = (
+                [isinstance(v, int | float) and not isinstance(v, bool) for v in spec]
+                if isinstance(spec, tuple)
+                else []
+            )
             if isinstance(spec, tuple) and len(spec) == 2 and all(is_int) and spec[0] <= spec[1]:
                 choices[name] = ParamChoices(low=spec[0], high=spec[1])
+            elif (
+                isinstance(spec, tuple)
+                and len(spec) == 2
+                and all(is_real)
+                and all(math.isfinite(v) for v in spec)
+                and spec[0] < spec[1]
+            ):
+                choices[name] = ParamChoices(
+                    low=float(spec[0]), high=float(spec[1]), continuous=True
+                )
             elif isinstance(spec, list | range) and len(spec) > 0:
                 choices[name] = ParamChoices(choices=tuple(spec))
             else:
                 raise DerivationError(
                     f"Derivation {self.name!r}: params[{name!r}] = {spec!r}; give an inclusive "
-                    "(low, high) tuple of ints, e.g. (0, 2), or a non-empty list of choices, "
+                    "(low, high) tuple of ints, e.g. (0, 2), a (low, high) tuple of floats "
+                    "with low < high, e.g. (0.0, 1.0), or a non-empty list of choices, "
                     "e.g. [1e-5, 1e-3]."
                 )
         return choices
@@ -330,6 +440,18 @@ class Derivation:
                 f"{dict(context)!r}; it must return ints with low <= high."
             )
         return low, high
+
+    def allows(self, context: Mapping[str, Any]) -> bool:
+        """Whether the drawn params and dims ``context`` satisfy ``where`` (True without one)."""
+        if self.where is None:
+            return True
+        try:
+            return bool(self.where(dict(context)))
+        except Exception as exc:
+            raise DerivationError(
+                f"Derivation {self.name!r}: where raised {type(exc).__name__}: {exc} when "
+                f"called with {dict(context)!r}; it receives every param and dim in one dict."
+            ) from exc
 
     def concrete_shape(self, name: str, dims: Mapping[str, int]) -> tuple[int, ...]:
         """The shape of input ``name`` once every symbolic dim has a size."""

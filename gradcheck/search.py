@@ -164,16 +164,18 @@ class _Search:
         best = failing
         for dim in self.derivation.dim_ranges:
             lowest = self._lowest(dim, best)
+            skipped = False  # a size where= refuses was not tried: no "fails only from"
             for size in range(lowest, best.dims[dim]):
                 sizes = self._repaired({**best.dims, dim: size}, best.params)
                 if not self._consistent(sizes, best.params):
+                    skipped = skipped or self.derivation.where is not None
                     continue
                 found = self._random_failure(sizes, best.params, rng, best.special)
                 if found is not None:
                     best = found
                     break
             else:
-                if best.dims[dim] > lowest:
+                if best.dims[dim] > lowest and not skipped:
                     self.thresholds[dim] = best.dims[dim]
         return self._lower_together(best, rng)
 
@@ -262,7 +264,7 @@ class _Search:
             low, high = dim_range(self.derivation, dim, {**params, **sizes})
             if not low <= sizes[dim] <= high:
                 return False
-        return True
+        return self.derivation.allows({**params, **sizes})
 
     def _random_failure(
         self,
@@ -387,6 +389,9 @@ def _search(derivation: Derivation, search: _Search, options: Options, budget: i
         # What every example says about itself (a check not run, and why) still holds.
         standing = search.last_report.notes if search.last_report is not None else ()
         notes = (*standing, f"{tried} examples passed")
+    # a spec that judged by a convention it read off the layer says which (reg * sum(W*W))
+    spec_notes = getattr(derivation.forward, "notes", None)
+    notes += tuple(spec_notes()) if callable(spec_notes) else ()
     if search.inconclusive:
         notes += (
             f"{search.inconclusive} of {tried} examples were inconclusive (kinks, or "

@@ -15,7 +15,9 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
+from hypothesis import HealthCheck, find, reject, settings
 from hypothesis import strategies as st
+from hypothesis.errors import NoSuchExample, Unsatisfiable
 from hypothesis.extra import numpy as hnp
 
 from gradcheck import special_values
@@ -68,10 +70,21 @@ def values(*, low: float, high: float) -> st.SearchStrategy[float]:
     return floats(low, high)
 
 
+FLOAT_PARAM_STEPS = 10**6
+
+
 def param(choice: ParamChoices) -> st.SearchStrategy[Any]:
     """One hyperparameter: an int in its range, or one of its choices (shrinks to the first)."""
+    if choice.continuous:
+        # A grid of a million steps over the range, shrinking towards its low end: every value
+        # a plain decimal, none of the subnormal or next-to-zero floats at which a
+        # hyperparameter (reg = 5e-324) leaves finite differences nothing to resolve.
+        low, high = float(choice.low), float(choice.high)  # type: ignore[arg-type]
+        return st.integers(0, FLOAT_PARAM_STEPS).map(
+            lambda step: min(high, round(low + (high - low) * step / FLOAT_PARAM_STEPS, 12))
+        )
     if choice.low is not None and choice.high is not None:
-        return st.integers(choice.low, choice.high)
+        return st.integers(int(choice.low), int(choice.high))
     return st.sampled_from(choice.choices)
 
 
@@ -86,16 +99,25 @@ def dim_range(derivation: Derivation, dim: str, context: Mapping[str, Any]) -> t
     return low, high
 
 
+# Draws of params and dims tried before an example is given up as invalid when a ``where``
+# predicate refuses them: redrawing inside one example keeps hypothesis from running out of
+# valid examples where only a third of the settings are valid (conv strides that fit).
+WHERE_TRIES = 8
+
+
 @st.composite
 def _params_and_dims(
     draw: st.DrawFn, derivation: Derivation
 ) -> tuple[dict[str, Any], dict[str, int]]:
-    params = {name: draw(param(choice)) for name, choice in derivation.param_choices.items()}
-    sizes: dict[str, int] = {}
-    for dim in derivation.dim_ranges:
-        low, high = dim_range(derivation, dim, {**params, **sizes})
-        sizes[dim] = draw(_integers(low, high))
-    return params, sizes
+    for _ in range(WHERE_TRIES):
+        params = {name: draw(param(choice)) for name, choice in derivation.param_choices.items()}
+        sizes: dict[str, int] = {}
+        for dim in derivation.dim_ranges:
+            low, high = dim_range(derivation, dim, {**params, **sizes})
+            sizes[dim] = draw(_integers(low, high))
+        if derivation.allows({**params, **sizes}):
+            return params, sizes
+    reject()
 
 
 @functools.lru_cache(maxsize=1024)
@@ -106,7 +128,8 @@ def _integers(low: int, high: int) -> st.SearchStrategy[int]:
 
 
 def smallest_params_and_dims(derivation: Derivation) -> tuple[dict[str, Any], dict[str, int]]:
-    """The first choice of every param and the lowest size of every dim: the cheapest point."""
+    """The first choice of every param and the lowest size of every dim: the cheapest point
+    (with a ``where``, the simplest point it allows, as hypothesis shrinks to it)."""
     params = {
         name: choice.low if choice.low is not None else choice.choices[0]
         for name, choice in derivation.param_choices.items()
@@ -114,7 +137,18 @@ def smallest_params_and_dims(derivation: Derivation) -> tuple[dict[str, Any], di
     sizes: dict[str, int] = {}
     for dim in derivation.dim_ranges:
         sizes[dim] = dim_range(derivation, dim, {**params, **sizes})[0]
-    return params, sizes
+    if derivation.allows({**params, **sizes}):
+        return params, sizes
+    quiet = settings(
+        database=None, derandomize=True, max_examples=200, suppress_health_check=list(HealthCheck)
+    )
+    try:
+        return find(_params_and_dims(derivation), lambda _: True, settings=quiet)
+    except (NoSuchExample, Unsatisfiable):
+        raise DerivationError(
+            f"Derivation {derivation.name!r}: where refuses every setting tried; check that "
+            "it returns True for some params and dims in their declared ranges."
+        ) from None
 
 
 def dims(derivation: Derivation) -> st.SearchStrategy[dict[str, int]]:

@@ -16,8 +16,6 @@ layer's own ``out`` is compared with the spec's, so a wrong forward is caught to
 from __future__ import annotations
 
 import copy
-import difflib
-import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -26,6 +24,16 @@ import torch
 
 from gradcheck.compare import compare
 from gradcheck.derivation import Derivation, DerivationError, DimRange, IntegerRange
+from gradcheck.layers.declaration import (
+    fixed_settings,
+    function_name,
+    gradient_names,
+    param_dict_name,
+    require_argument_order,
+    require_binds,
+    require_callable,
+    require_names,
+)
 from gradcheck.messages import format_mismatch
 from gradcheck.references.autograd import as_tensor
 from gradcheck.tolerances import for_dtype
@@ -42,161 +50,33 @@ class LayerCallError(TypeError):
     the wrong number of gradients): a problem in the layer, reported as such."""
 
 
-def _function_name(function: Callable[..., Any]) -> str:
-    return getattr(function, "__name__", type(function).__name__)
-
-
-def _signature(function: Callable[..., Any]) -> inspect.Signature | None:
-    try:
-        return inspect.signature(function)
-    except (TypeError, ValueError):  # builtins and some C callables have none
-        return None
-
-
-def _require_callable(where: str, role: str, value: Any) -> None:
-    if not callable(value):
-        raise DerivationError(
-            f"{where}: {role}={value!r} is not callable; pass the function itself, "
-            "not the result of calling it."
-        )
-
-
-def _require_binds(
-    where: str,
-    role: str,
-    function: Callable[..., Any],
-    args: Sequence[str],
-    kwargs: Sequence[str],
-    fix: str,
-) -> None:
-    """Fail at declaration time when ``function`` cannot take the call the adapter makes."""
-    signature = _signature(function)
-    if signature is None:
-        return
-    try:
-        signature.bind(*args, **dict.fromkeys(kwargs))
-    except TypeError as exc:
-        call = ", ".join([*args, *(f"{k}=..." for k in kwargs)])
-        raise DerivationError(
-            f"{where}: {role} {_function_name(function)}{signature} cannot be called as "
-            f"{_function_name(function)}({call}) ({exc}). {fix}"
-        ) from None
-
-
-def _require_argument_order(where: str, forward: Callable[..., Any], names: Sequence[str]) -> None:
-    """The arrays fill the forward's positional arguments in the order of ``shapes``: when the
-    forward names the same arguments in another order, say so instead of swapping them."""
-    signature = _signature(forward)
-    if signature is None:
-        return
-    positional = [
-        p.name
-        for p in signature.parameters.values()
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ][: len(names)]
-    if sorted(positional) == sorted(names) and positional != list(names):
-        raise DerivationError(
-            f"{where}: shapes lists the arrays as ({', '.join(names)}), but "
-            f"{_function_name(forward)} takes them as ({', '.join(positional)}). The arrays "
-            "fill the forward's positional arguments in the order of shapes; list shapes in "
-            f"that order: shapes={{{', '.join(repr(n) + ': ...' for n in positional)}}}."
-        )
-
-
-def _gradient_names(
-    where: str,
-    grads: Sequence[str] | None,
-    shapes: Mapping[str, Any],
-    integers: Mapping[str, Any],
-) -> tuple[str, ...]:
-    """The names of the gradients the backward returns, in the order it returns them."""
-    floats = [name for name in shapes if name not in integers]
-    if grads is None:
-        if not floats:
-            raise DerivationError(
-                f"{where}: every input is an integer input, so there is nothing to "
-                "differentiate; declare at least one float array in shapes."
-            )
-        return tuple(floats)
-    if isinstance(grads, str) or not isinstance(grads, Sequence) or not grads:
-        raise DerivationError(
-            f"{where}: grads={grads!r} must be a non-empty sequence of input names, in the "
-            f"order the backward returns their gradients, e.g. grads={tuple(floats)!r}."
-        )
-    for grad in grads:
-        if grad in integers:
-            raise DerivationError(
-                f"{where}: grads names {grad!r}, an integer input; integer inputs are never "
-                "differentiated, so leave it out of grads."
-            )
-        if grad not in shapes:
-            close = difflib.get_close_matches(str(grad), list(shapes), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise DerivationError(
-                f"{where}: grads names {grad!r}, which has no entry in shapes (inputs: "
-                f"{', '.join(shapes)}){hint}"
-            )
-    return tuple(grads)
-
-
-def _param_dict_name(where: str, param_dict: str | None) -> str | None:
-    if param_dict is not None and (
-        not isinstance(param_dict, str) or not param_dict.isidentifier()
-    ):
-        raise DerivationError(
-            f"{where}: param_dict={param_dict!r} must be the name of the layer's settings "
-            "argument as a string, e.g. param_dict='conv_param', or None to pass the params "
-            "as keyword arguments."
-        )
-    return param_dict
-
-
-def _fixed_settings(
-    where: str, fixed: Mapping[str, Any] | None, params: Mapping[str, Any]
-) -> dict[str, Any]:
-    if fixed is None:
-        return {}
-    if not isinstance(fixed, Mapping) or not all(isinstance(k, str) for k in fixed):
-        raise DerivationError(
-            f"{where}: fixed={fixed!r} must be a mapping of setting name to value, "
-            "e.g. fixed={'mode': 'train'}."
-        )
-    clash = sorted(set(fixed) & set(params))
-    if clash:
-        raise DerivationError(
-            f"{where}: {', '.join(map(repr, clash))} is both searched (params) and fixed; "
-            "keep it in params to search it, or in fixed to hold it constant."
-        )
-    return dict(fixed)
-
-
 def _forward_mismatch_message(
-    function: str, out: Any, expected: torch.Tensor, dtype: np.dtype[Any]
+    function: str, out: Any, expected: torch.Tensor, dtype: np.dtype[Any], output: str = "out"
 ) -> str | None:
-    """``None`` when the layer's ``out`` matches the spec's, else why not (one line)."""
+    """``None`` when the layer's ``output`` matches the spec's, else why not (one line)."""
     reference = expected.detach().to(torch.float64).numpy()
     try:
         actual = np.asarray(out, dtype=np.float64)
     except (TypeError, ValueError):
-        return f"{function} returned out of type {type(out).__name__}, not an array."
+        return f"{function} returned {output} of type {type(out).__name__}, not an array."
     if actual.shape != reference.shape:
         return (
-            f"{function} returned out of shape {actual.shape}, but the spec forward returns "
-            f"shape {reference.shape}."
+            f"{function} returned {output} of shape {actual.shape}, but the spec forward "
+            f"returns shape {reference.shape}."
         )
     name = "float32" if dtype == np.float32 else "float64"
     mismatch = compare(
         actual,
         reference,
         for_dtype(name).allowed(reference),
-        parameter="out",
+        parameter=output,
         reference="the spec forward",
     )
     if mismatch is None:
         return None
     return (
-        f"{function}'s out does not match the spec forward, so its cache cannot be trusted "
-        "either: " + "; ".join(format_mismatch(mismatch))
+        f"{function}'s {output} does not match the spec forward, so its cache cannot be "
+        "trusted either: " + "; ".join(format_mismatch(mismatch))
     )
 
 
@@ -207,6 +87,53 @@ def _unit_seed(out: Any) -> np.ndarray:
     return np.ones(value.shape, dtype=dtype)
 
 
+class _Spec:
+    """The ``forward`` of a course-style ``Derivation``: the user's torch spec, with boolean
+    inputs handed over as bool tensors, and several outputs (``next_h, next_c``) joined into
+    one flat tensor, so that one grad_output seeds them all and is split again for the
+    layer's backward (``dnext_h, dnext_c``)."""
+
+    def __init__(
+        self, spec: Callable[..., Any], booleans: tuple[str, ...], outputs: tuple[str, ...]
+    ) -> None:
+        self.spec = spec
+        self.booleans = booleans
+        self.outputs = outputs
+        self.__name__ = function_name(spec)
+
+    def parts(self, **arguments: Any) -> tuple[torch.Tensor, ...]:
+        """Each output of the spec, in the order of ``outputs``."""
+        for name in self.booleans:
+            arguments[name] = arguments[name] != 0
+        result = self.spec(**arguments)
+        if len(self.outputs) == 1:
+            return (result,)
+        if not isinstance(result, tuple | list) or len(result) != len(self.outputs):
+            raise DerivationError(
+                f"spec {self.__name__} returned {_describe(result)}, but the layer has "
+                f"{len(self.outputs)} outputs ({', '.join(self.outputs)}); return one tensor "
+                "per output, in that order."
+            )
+        return tuple(result)
+
+    def notes(self) -> tuple[str, ...]:
+        """What the spec learned about the layer's conventions, for the report."""
+        notes = getattr(self.spec, "notes", None)
+        return tuple(notes()) if callable(notes) else ()
+
+    def __call__(self, **arguments: Any) -> torch.Tensor:
+        parts = self.parts(**arguments)
+        if len(parts) == 1:
+            return parts[0]
+        return torch.cat([part.reshape(-1) for part in parts])
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, tuple | list):
+        return f"a {type(value).__name__} of {len(value)}"
+    return f"one {type(value).__name__}"
+
+
 class _CourseBackward:
     """The ``backward`` of a course-style ``Derivation``: call the layer, map the results."""
 
@@ -215,14 +142,16 @@ class _CourseBackward:
         *,
         forward: Callable[..., Any],
         backward: Callable[..., Any] | None,
-        spec: Callable[..., Any],
+        spec: _Spec,
         arrays: tuple[str, ...],
         grads: tuple[str, ...],
         params: tuple[str, ...],
         param_dict: str | None,
         fixed: Mapping[str, Any],
         check_forward: bool,
+        positional_params: tuple[str, ...] = (),
     ) -> None:
+        self.positional_params = positional_params
         self.forward = forward
         self.backward = backward
         self.spec = spec
@@ -235,71 +164,98 @@ class _CourseBackward:
 
     def __call__(self, **arguments: Any) -> dict[str, Any]:
         # grad_output is passed to the layer's backward as is, never copied: a backward that
-        # writes into its dout must be seen doing so.
+        # writes into its dout must be seen doing so (each split dout is a view of it).
         dout = arguments.pop("grad_output", None)
         settings = {name: arguments.pop(name) for name in self.params}
-        positional = [arguments[name] for name in self.arrays]
-        layer_settings = {**copy.deepcopy(dict(self.fixed)), **settings}
+        positional = [
+            np.asarray(arguments[name]) != 0 if name in self.spec.booleans else arguments[name]
+            for name in self.arrays
+        ]
+        positional += [settings[name] for name in self.positional_params]
+        layer_settings = {
+            **copy.deepcopy(dict(self.fixed)),
+            **{k: v for k, v in settings.items() if k not in self.positional_params},
+        }
         if self.param_dict is not None:
             returned = self.forward(*positional, layer_settings)
         else:
             returned = self.forward(*positional, **layer_settings)
-        first, rest = self._split(returned)
-        if self.check_forward:
-            self._compare_with_spec(first, arguments, settings)
+        outs, rest = self._split(returned)
+        expected = None
+        if self.check_forward or len(outs) > 1:
+            expected = self._spec_outputs(arguments, settings)
+        if self.check_forward and expected is not None:
+            self._compare_with_spec(outs, expected, arguments)
         if self.backward is None:  # a loss: (loss, *gradients) came back in one call
             gradients = rest
         else:
             if dout is None:  # a scalar forward: d loss / d loss = 1
-                dout = _unit_seed(first)
-            gradients = self._as_tuple(self.backward(dout, rest[0]))
+                douts: list[Any] = [_unit_seed(outs[0])]
+            elif len(outs) == 1:
+                douts = [dout]
+            else:
+                douts = self._split_dout(dout, expected or ())
+            gradients = self._as_tuple(self.backward(*douts, rest[0]))
         return dict(zip(self.grads, gradients, strict=True))
 
-    def _split(self, returned: Any) -> tuple[Any, tuple[Any, ...]]:
-        name = _function_name(self.forward)
+    @staticmethod
+    def _split_dout(dout: np.ndarray, expected: Sequence[torch.Tensor]) -> list[np.ndarray]:
+        """The joined grad_output cut back into one dout per output, each a view."""
+        douts, start = [], 0
+        for part in expected:
+            size = int(np.prod(tuple(part.shape)))
+            douts.append(dout[start : start + size].reshape(tuple(part.shape)))
+            start += size
+        return douts
+
+    def _split(self, returned: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        name = function_name(self.forward)
         if self.backward is None:
             expected = 1 + len(self.grads)
             if not isinstance(returned, tuple | list) or len(returned) != expected:
                 raise LayerCallError(
-                    f"{name} returned {self._describe(returned)}; a course-style loss returns "
+                    f"{name} returned {_describe(returned)}; a course-style loss returns "
                     f"(loss, {', '.join('d' + g for g in self.grads)})."
                 )
-            return returned[0], tuple(returned[1:])
-        if not isinstance(returned, tuple | list) or len(returned) != 2:
+            return (returned[0],), tuple(returned[1:])
+        count = len(self.spec.outputs)
+        if not isinstance(returned, tuple | list) or len(returned) != count + 1:
             raise LayerCallError(
-                f"{name} returned {self._describe(returned)}; a course-style forward returns "
-                "(out, cache)."
+                f"{name} returned {_describe(returned)}; a course-style forward returns "
+                f"({', '.join(self.spec.outputs)}, cache)."
             )
-        return returned[0], (returned[1],)
+        return tuple(returned[:count]), (returned[count],)
 
     def _as_tuple(self, returned: Any) -> tuple[Any, ...]:
-        name = _function_name(self.backward) if self.backward is not None else ""
+        name = function_name(self.backward) if self.backward is not None else ""
         gradients = tuple(returned) if isinstance(returned, tuple | list) else (returned,)
         if len(gradients) != len(self.grads):
             raise LayerCallError(
-                f"{name} returned {self._describe(returned)}, but grads names "
+                f"{name} returned {_describe(returned)}, but grads names "
                 f"{len(self.grads)} ({', '.join(self.grads)}); return one gradient per name, "
                 "in that order, or declare grads= to say which it returns."
             )
         return gradients
 
-    @staticmethod
-    def _describe(value: Any) -> str:
-        if isinstance(value, tuple | list):
-            return f"a {type(value).__name__} of {len(value)}"
-        return f"one {type(value).__name__}"
-
-    def _compare_with_spec(
-        self, out: Any, arrays: Mapping[str, Any], settings: Mapping[str, Any]
-    ) -> None:
+    def _spec_outputs(
+        self, arrays: Mapping[str, Any], settings: Mapping[str, Any]
+    ) -> tuple[torch.Tensor, ...]:
         tensors = {name: as_tensor(np.asarray(arrays[name])) for name in self.arrays}
         with torch.no_grad():
-            expected = self.spec(**tensors, **copy.deepcopy(dict(settings)))
+            return self.spec.parts(**tensors, **copy.deepcopy(dict(settings)))
+
+    def _compare_with_spec(
+        self, outs: Sequence[Any], expected: Sequence[torch.Tensor], arrays: Mapping[str, Any]
+    ) -> None:
         floats = [np.asarray(arrays[n]).dtype for n in self.arrays]
         dtype = next((d for d in floats if np.issubdtype(d, np.floating)), np.dtype(np.float64))
-        message = _forward_mismatch_message(_function_name(self.forward), out, expected, dtype)
-        if message is not None:
-            raise ForwardMismatch(message)
+        names = self.spec.outputs if len(outs) > 1 else ("out",)
+        for out, reference, output in zip(outs, expected, names, strict=True):
+            message = _forward_mismatch_message(
+                function_name(self.forward), out, reference, dtype, output
+            )
+            if message is not None:
+                raise ForwardMismatch(message)
 
 
 def _declare(
@@ -318,8 +274,12 @@ def _declare(
     bounds: Mapping[str, tuple[float, float]] | None,
     integers: Mapping[str, IntegerRange] | None,
     check_forward: bool,
+    outputs: Sequence[str] | None = None,
+    booleans: Sequence[str] | None = None,
+    positional_params: Sequence[str] | None = None,
+    where_valid: Callable[[Mapping[str, Any]], bool] | None = None,
 ) -> Derivation:
-    _require_callable(where, "spec", spec)
+    require_callable(where, "spec", spec)
     if not isinstance(shapes, Mapping) or not shapes:
         raise DerivationError(
             f"{where}: shapes={shapes!r} must be a non-empty mapping from each array argument "
@@ -330,19 +290,26 @@ def _declare(
         raise DerivationError(f"{where}: check_forward={check_forward!r} must be True or False.")
     arrays = tuple(shapes)
     searched = dict(params or {})
-    wrt = _gradient_names(where, grads, shapes, integers or {})
-    param_dict = _param_dict_name(where, param_dict)
-    constant = _fixed_settings(where, fixed, searched)
-    _require_argument_order(where, forward, arrays)
-    settings = [*constant, *searched]
+    flags = require_names(where, "booleans", booleans, shapes)
+    # a boolean input is drawn as 0/1 and handed to both sides as bool
+    integers = {**dict(integers or {}), **dict.fromkeys(flags, (0, 1))}
+    wrt = gradient_names(where, grads, shapes, integers)
+    out_names = _output_names(where, outputs)
+    in_order = _positional_params(where, positional_params, searched)
+    param_dict = param_dict_name(where, param_dict)
+    constant = fixed_settings(where, fixed, searched)
+    require_argument_order(where, forward, arrays)
+    settings = [*constant, *(p for p in searched if p not in in_order)]
     arrays_in_order = f"The forward is called with the arrays of shapes ({', '.join(arrays)})"
+    if in_order:
+        arrays_in_order += f", then {', '.join(in_order)}"
     if param_dict is not None:
         fix = (
             f"{arrays_in_order}, then one dict {param_dict} holding "
             f"{', '.join(settings) or 'no settings'}. List shapes in the forward's argument "
             "order; if it takes its settings as keywords, pass param_dict=None."
         )
-        _require_binds(where, "forward", forward, [*arrays, param_dict], [], fix)
+        require_binds(where, "forward", forward, [*arrays, *in_order, param_dict], [], fix)
     else:
         fix = (
             f"{arrays_in_order}"
@@ -350,17 +317,19 @@ def _declare(
             + ". List shapes in the forward's argument order; if it takes a settings dict, "
             "name it with param_dict='conv_param' (its name in the forward)."
         )
-        _require_binds(where, "forward", forward, list(arrays), settings, fix)
+        require_binds(where, "forward", forward, [*arrays, *in_order], settings, fix)
     if backward is not None:
-        _require_binds(
+        douts = ["d" + output for output in out_names] if len(out_names) > 1 else ["dout"]
+        require_binds(
             where,
             "backward",
             backward,
-            ["dout", "cache"],
+            [*douts, "cache"],
             [],
-            "A course-style backward takes (dout, cache) and returns the gradients.",
+            f"A course-style backward takes ({', '.join(douts)}, cache), one upstream "
+            "gradient per output of the forward, and returns the gradients.",
         )
-    _require_binds(
+    require_binds(
         where,
         "spec",
         spec,
@@ -369,20 +338,22 @@ def _declare(
         "The spec receives every array and every param as a keyword argument (torch float64 "
         "tensors, int64 for integer inputs); name its arguments after them.",
     )
+    joined = _Spec(spec, flags, out_names)
     call = _CourseBackward(
         forward=forward,
         backward=backward,
-        spec=spec,
+        spec=joined,
         arrays=arrays,
         grads=wrt,
         params=tuple(searched),
         param_dict=param_dict,
         fixed=constant,
         check_forward=check_forward,
+        positional_params=in_order,
     )
     return Derivation(
         name=name,
-        forward=spec,
+        forward=joined,
         backward=call,
         shapes=shapes,
         wrt=wrt,
@@ -391,7 +362,40 @@ def _declare(
         bounds=bounds,
         params=params,
         integers=integers,
+        where=where_valid,
     )
+
+
+def _output_names(where: str, outputs: Sequence[str] | None) -> tuple[str, ...]:
+    if outputs is None:
+        return ("out",)
+    if (
+        isinstance(outputs, str)
+        or not isinstance(outputs, Sequence)
+        or not outputs
+        or not all(isinstance(o, str) and o.isidentifier() for o in outputs)
+    ):
+        raise DerivationError(
+            f"{where}: outputs={outputs!r} must name what the forward returns before its "
+            "cache, in order, e.g. outputs=('next_h', 'next_c') for "
+            "next_h, next_c, cache = lstm_step_forward(...)."
+        )
+    return tuple(outputs)
+
+
+def _positional_params(
+    where: str, names: Sequence[str] | None, params: Mapping[str, Any]
+) -> tuple[str, ...]:
+    if names is None:
+        return ()
+    if isinstance(names, str) or not all(name in params for name in names):
+        raise DerivationError(
+            f"{where}: positional_params={names!r} must be a sequence of params (declared: "
+            f"{', '.join(params) or 'none'}) that the forward takes positionally after the "
+            "arrays, e.g. positional_params=('G',) for spatial_groupnorm_forward(x, gamma, "
+            "beta, G, gn_param)."
+        )
+    return tuple(names)
 
 
 def course_layer(
@@ -409,6 +413,10 @@ def course_layer(
     bounds: Mapping[str, tuple[float, float]] | None = None,
     integers: Mapping[str, IntegerRange] | None = None,
     check_forward: bool = True,
+    outputs: Sequence[str] | None = None,
+    booleans: Sequence[str] | None = None,
+    positional_params: Sequence[str] | None = None,
+    where: Callable[[Mapping[str, Any]], bool] | None = None,
 ) -> Derivation:
     """A ``Derivation`` for ``out, cache = forward(...)`` and ``grads = backward(dout, cache)``.
 
@@ -420,6 +428,14 @@ def course_layer(
     ``shapes``, so ``dx, dw, db`` for ``x, w, b``). ``spec`` is the torch forward the layer
     claims to compute, called with every array and param as keywords. With
     ``check_forward`` the layer's ``out`` must also match the spec's.
+
+    ``outputs=("next_h", "next_c")`` names what a forward returns before its cache when it
+    returns several outputs: the spec then returns one tensor per output, and the backward
+    takes one upstream gradient per output, ``backward(dnext_h, dnext_c, cache)``.
+    ``booleans`` names boolean inputs (drawn as 0/1, handed over as bool), and
+    ``positional_params`` the params the forward takes positionally after the arrays
+    (``G`` in ``spatial_groupnorm_forward(x, gamma, beta, G, gn_param)``). ``where`` keeps
+    the search to valid settings, as in ``Derivation``.
 
     Example::
 
@@ -437,17 +453,17 @@ def course_layer(
         )
         verify(conv).ok
     """
-    where = f"course_layer({_function_name(forward)})"
-    _require_callable(where, "forward", forward)
-    _require_callable(where, "backward", backward)
+    valid, at = where, f"course_layer({function_name(forward)})"
+    require_callable(at, "forward", forward)
+    require_callable(at, "backward", backward)
     return _declare(
-        where,
+        at,
         forward=forward,
         backward=backward,
         spec=spec,
         shapes=shapes,
         grads=grads,
-        name=_function_name(forward).replace("_forward", "") if name is None else name,
+        name=function_name(forward).replace("_forward", "") if name is None else name,
         params=params,
         param_dict=param_dict,
         fixed=fixed,
@@ -455,6 +471,10 @@ def course_layer(
         bounds=bounds,
         integers=integers,
         check_forward=check_forward,
+        outputs=outputs,
+        booleans=booleans,
+        positional_params=positional_params,
+        where_valid=valid,
     )
 
 
@@ -472,11 +492,15 @@ def course_loss(
     bounds: Mapping[str, tuple[float, float]] | None = None,
     integers: Mapping[str, IntegerRange] | None = None,
     check_forward: bool = True,
+    booleans: Sequence[str] | None = None,
+    positional_params: Sequence[str] | None = None,
+    where: Callable[[Mapping[str, Any]], bool] | None = None,
 ) -> Derivation:
     """A ``Derivation`` for a loss written as one function, ``loss, dx = loss_fn(x, y)``.
 
-    The options are those of ``course_layer``; ``spec`` returns the scalar loss, and
-    ``loss`` returns it followed by one gradient per name in ``grads``.
+    The options are those of ``course_layer`` (``booleans``, ``positional_params`` and
+    ``where`` included); ``spec`` returns the scalar loss, and ``loss`` returns it followed
+    by one gradient per name in ``grads``.
 
     Example::
 
@@ -488,16 +512,16 @@ def course_loss(
         )
         verify(softmax).ok
     """
-    where = f"course_loss({_function_name(loss)})"
-    _require_callable(where, "loss", loss)
+    valid, at = where, f"course_loss({function_name(loss)})"
+    require_callable(at, "loss", loss)
     return _declare(
-        where,
+        at,
         forward=loss,
         backward=None,
         spec=spec,
         shapes=shapes,
         grads=grads,
-        name=_function_name(loss) if name is None else name,
+        name=function_name(loss) if name is None else name,
         params=params,
         param_dict=param_dict,
         fixed=fixed,
@@ -505,4 +529,7 @@ def course_loss(
         bounds=bounds,
         integers=integers,
         check_forward=check_forward,
+        booleans=booleans,
+        positional_params=positional_params,
+        where_valid=valid,
     )

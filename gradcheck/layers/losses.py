@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["softmax_loss", "svm_loss"]
+__all__ = ["softmax_loss", "svm_loss", "temporal_softmax_loss"]
 
 
 def softmax_loss(x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
@@ -51,3 +51,26 @@ def svm_loss(x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
     dx[rows, y] -= active.sum(axis=1)
     dx /= n
     return float(loss), dx
+
+
+def temporal_softmax_loss(
+    x: np.ndarray, y: np.ndarray, mask: np.ndarray
+) -> tuple[float, np.ndarray]:
+    """Softmax loss at every step of x (N, T, V) with labels y (N, T), counted only where
+    the boolean ``mask`` (N, T) is True, summed over steps and averaged over the batch N.
+
+    >>> loss, dx = temporal_softmax_loss(np.zeros((1, 1, 2)), np.array([[0]]), np.array([[True]]))
+    >>> round(float(loss), 4), dx
+    (0.6931, array([[[-0.5,  0.5]]]))
+    """
+    n, t_steps, v = x.shape
+    rows = np.arange(n * t_steps)
+    flat_x, flat_y, flat_mask = x.reshape(-1, v), y.reshape(-1), mask.reshape(-1)
+    shifted = flat_x - flat_x.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    loss = -(flat_mask * log_probs[rows, flat_y]).sum() / n
+    # d(-log softmax[y]) = softmax - one_hot(y), only where masked in, then / N
+    dx = np.exp(log_probs)
+    dx[rows, flat_y] -= 1.0
+    dx *= flat_mask[:, None] / n
+    return float(loss), dx.reshape(x.shape)

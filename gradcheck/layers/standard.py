@@ -17,6 +17,8 @@ from typing import Any
 from gradcheck.derivation import Derivation, DerivationError
 from gradcheck.layers import convolution, dense, losses, normalization, specs
 from gradcheck.layers.adapter import course_layer, course_loss
+from gradcheck.layers.conventions import CONVENTION_LAYERS
+from gradcheck.layers.standard_recurrent import RECURRENT_LAYERS
 
 __all__ = ["STANDARD_LAYERS", "standard_layer"]
 
@@ -38,6 +40,21 @@ def _rows_for(kernel: str) -> Callable[[Mapping[str, Any]], tuple[int, int]]:
         return max(1, s[kernel] - 2 * s.get("pad", 0)), 6
 
     return side
+
+
+def _conv_stride_fits(s: Mapping[str, Any]) -> bool:
+    """The course's valid settings: the stride steps the (padded) window exactly to the
+    far edge, so that its output size is a whole number however a learner rounds it."""
+    return (s["H"] + 2 * s["pad"] - s["HH"]) % s["stride"] == 0 and (
+        s["W"] + 2 * s["pad"] - s["WW"]
+    ) % s["stride"] == 0
+
+
+def _pool_stride_fits(s: Mapping[str, Any]) -> bool:
+    """As for conv: the pool windows, ``stride`` apart, end at the image's far edge."""
+    return (s["H"] - s["pool_height"]) % s["stride"] == 0 and (s["W"] - s["pool_width"]) % s[
+        "stride"
+    ] == 0
 
 
 def _declare_affine(forward: Function, backward: Function, name: str) -> Derivation:
@@ -75,21 +92,6 @@ def _elementwise(spec: Function) -> Callable[[Function, Function, str], Derivati
         )
 
     return declare
-
-
-def _declare_dropout(forward: Function, backward: Function, name: str) -> Derivation:
-    return course_layer(
-        forward,
-        backward,
-        name=name,
-        spec=specs.dropout,
-        shapes={"x": ("N", "D")},
-        # p is the probability of keeping a unit; the seed fixes the mask
-        params={"p": [0.5, 0.25, 0.8, 1.0], "seed": (0, 7)},
-        param_dict="dropout_param",
-        fixed={"mode": "train"},
-        dims={"N": (1, 4), "D": (1, 6)},
-    )
 
 
 def _declare_batchnorm(forward: Function, backward: Function, name: str) -> Derivation:
@@ -138,6 +140,7 @@ def _declare_conv(forward: Function, backward: Function, name: str) -> Derivatio
             "H": _rows_for("HH"),
             "W": _rows_for("WW"),
         },
+        where=_conv_stride_fits,
     )
 
 
@@ -158,6 +161,7 @@ def _declare_pool(spec: Function) -> Callable[[Function, Function, str], Derivat
                 "H": lambda s: (s["pool_height"], 6),
                 "W": lambda s: (s["pool_width"], 6),
             },
+            where=_pool_stride_fits,
         )
 
     return declare
@@ -183,7 +187,7 @@ _LAYERS: dict[str, tuple[Callable[..., Derivation], Function, Function | None]] 
     "relu": (_elementwise(specs.relu), dense.relu_forward, dense.relu_backward),
     "sigmoid": (_elementwise(specs.sigmoid), dense.sigmoid_forward, dense.sigmoid_backward),
     "tanh": (_elementwise(specs.tanh), dense.tanh_forward, dense.tanh_backward),
-    "dropout": (_declare_dropout, dense.dropout_forward, dense.dropout_backward),
+    "dropout": CONVENTION_LAYERS["dropout"],
     "softmax_loss": (_declare_loss(specs.softmax_loss), losses.softmax_loss, None),
     "svm_loss": (_declare_loss(specs.svm_loss), losses.svm_loss, None),
     "batchnorm": (
@@ -207,8 +211,19 @@ _LAYERS: dict[str, tuple[Callable[..., Derivation], Function, Function | None]] 
         convolution.avg_pool_forward_naive,
         convolution.avg_pool_backward_naive,
     ),
+    "softmax_classifier": CONVENTION_LAYERS["softmax_classifier"],
+    "svm_classifier": CONVENTION_LAYERS["svm_classifier"],
+    **RECURRENT_LAYERS,
 }
 _LOSSES = frozenset(kind for kind, (_, _, backward) in _LAYERS.items() if backward is None)
+
+
+# How each loss kind is called, for messages (the rest: loss, dx = kind(x, y)).
+_LOSS_CALLS = {
+    "temporal_softmax_loss": "loss, dx = {kind}(x, y, mask)",
+    "softmax_classifier": "loss, dW = softmax_loss_vectorized(W, X, y, reg)",
+    "svm_classifier": "loss, dW = svm_loss_vectorized(W, X, y, reg)",
+}
 
 
 def standard_layer(
@@ -220,7 +235,11 @@ def standard_layer(
 ) -> Derivation:
     """Your own course-style layer, checked like the standard layer ``kind``: the same torch
     spec, shapes, params and dims. ``kind`` is one of the names in ``STANDARD_LAYERS``; for
-    the losses (``softmax_loss``, ``svm_loss``) pass the one loss function and no backward.
+    the losses (``softmax_loss``, ``svm_loss``, ``temporal_softmax_loss``) and the linear
+    classifiers (``softmax_classifier``, ``svm_classifier``: ``loss, dW = f(W, X, y, reg)``)
+    pass the one loss function and no backward. Layers with several outputs take them as the
+    course writes them: ``next_h, next_c, cache = lstm_step_forward(...)`` and
+    ``lstm_step_backward(dnext_h, dnext_c, cache)``.
 
     Example (in ``my_layers.py``, then ``gradcheck verify my_layers.py``)::
 
@@ -240,8 +259,9 @@ def standard_layer(
         )
     if kind in _LOSSES and backward is not None:
         raise DerivationError(
-            f"standard_layer({kind!r}): a course loss is one function, loss, dx = "
-            f"{kind}(x, y); pass it as forward and leave out backward (got "
+            f"standard_layer({kind!r}): a course loss is one function, "
+            f"{_LOSS_CALLS.get(kind, 'loss, dx = {kind}(x, y)').format(kind=kind)}; pass it "
+            "as forward and leave out backward (got "
             f"backward={getattr(backward, '__name__', backward)!r})."
         )
     if kind not in _LOSSES and backward is None:

@@ -4,6 +4,8 @@
   torch autograd and a torch optimizer (``sgd``, ``adam``) would do, step after step?
 - ``ModelSpec`` + ``check_model`` / ``verify_model``: does a ``torch.nn.Module`` compute the
   function its spec says, with its parameters mapped by name?
+- ``method_step``: a numpy training class whose methods update its weights in place
+  (seed 004's ``SimpleReLUNN``), as a ``TrainingStep`` held to plain SGD, in one line.
 - ``gradcheck.training.systems``: the seed notebooks' training systems, rewritten and verified.
 
 >>> import numpy as np
@@ -20,6 +22,7 @@ True
 
 from __future__ import annotations
 
+from gradcheck.training.classes import method_step
 from gradcheck.training.models import ModelSpec, assert_model_matches, check_model, verify_model
 from gradcheck.training.optimizers import OptimizerSpec, adam, sgd
 from gradcheck.training.report import LossCurves, TrainingMismatch, TrainingReport
@@ -37,6 +40,7 @@ __all__ = [
     "assert_step_matches",
     "check_model",
     "check_step",
+    "method_step",
     "sgd",
     "verify_model",
     "verify_step",
