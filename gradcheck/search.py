@@ -79,6 +79,7 @@ class _Search:
         self.thresholds: dict[str, int] = {}
         self.last_report: Report | None = None
         self.failing: Example | None = None
+        self.point_budget = 0
         # What the passes look for: a failure, or (when none is found) a point where the
         # spec itself is NaN/inf, so that it too is reported at its smallest.
         self.target: Callable[[Report], bool] = _failed
@@ -117,8 +118,11 @@ class _Search:
         return self.target(report)
 
     def batch_fails(self, batch: tuple[Example, ...]) -> bool:
-        """Whether any point of ``batch`` fails; the first that does is kept in ``failing``."""
+        """Whether any point of ``batch`` fails; the first that does is kept in ``failing``.
+        Until a failure is found, no more than ``point_budget`` points are checked in all."""
         for example in batch:
+            if self.failing is None and self.examples >= self.point_budget:
+                return False
             if self.fails(example):
                 self.failing = example
                 return True
@@ -129,6 +133,7 @@ class _Search:
         point of the smallest failing test case comes back."""
         strategy = seeded_batches(self.derivation, points=POINTS_PER_DRAW, special=True)
         draws = max(1, -(-budget // POINTS_PER_DRAW))
+        self.point_budget, self.failing = self.examples + budget, None
         batch = self.find(strategy, draws, self.batch_fails)
         if batch is None or not self.batch_fails(batch):
             return None
