@@ -33,6 +33,7 @@ from gradcheck.checking import (
     with_diagnoses,
 )
 from gradcheck.derivation import Derivation, DerivationError
+from gradcheck.guard import DEFAULT_DEADLINE, CallTimeout, guarded_search, validated_deadline
 from gradcheck.report import Example, Problem, Report
 from gradcheck.strategies import dim_range, examples, inputs, seeded_inputs
 
@@ -62,6 +63,7 @@ class _Search:
         # dim -> the size from which it fails, when every smaller size passed
         self.thresholds: dict[str, int] = {}
         self.last_report: Report | None = None
+        self.notes: dict[str, None] = {}  # every example's notes (extra keys), in order, once
 
     def fails(self, example: Example) -> bool:
         self.last_report = None
@@ -74,8 +76,12 @@ class _Search:
         except DerivationError as exc:
             self.declaration_error = exc
             return False
+        except CallTimeout as exc:
+            exc.example = example  # type: ignore[attr-defined]  # shown in the report
+            raise
         self.examples += 1
         self.last_report = report
+        self.notes.update(dict.fromkeys(report.notes))
         if self.progress is not None:
             self.progress(self.examples)
         if report.verdict == "error" and self.first_error is None:
@@ -235,14 +241,16 @@ def verify(
     directions: int = 16,
     elementwise_limit: int = 32,
     progress: Callable[[int], None] | None = None,
+    deadline: float | None = DEFAULT_DEADLINE,
 ) -> Report:
     """Search shapes and values with hypothesis for a point where ``derivation`` fails.
 
     A failure is shrunk to the smallest example (fewest and smallest dims, simplest values)
     and reported with the seed that reproduces the search. ``max_examples`` defaults to the
     active hypothesis profile's; ``seed`` to a random one (0 under a derandomized profile).
-    ``progress`` is called with the number of examples tried after each one. The other
-    options are those of ``check``.
+    ``progress`` is called with the number of examples tried after each one. A forward or
+    backward call past ``deadline`` seconds fails the derivation with a ``timeout`` problem
+    (None: no limit). The other options are those of ``check``.
 
     >>> from gradcheck.derivations import BUILTINS
     >>> verify(BUILTINS[0], max_examples=5, seed=0).ok
@@ -255,6 +263,22 @@ def verify(
         # A derandomized hypothesis profile (as in CI) asks for the same search every run.
         seed = 0 if settings().derandomize else random.SystemRandom().randrange(2**32)
     options = make_options(dtype, directions, elementwise_limit, seed)
+    return guarded_search(
+        derivation.name,
+        options,
+        validated_deadline(deadline),
+        lambda: _verify(derivation, options, budget, progress),
+        reproduce=f"verify({derivation.name}, seed={seed}, max_examples={budget})",
+    )
+
+
+def _verify(
+    derivation: Derivation,
+    options: Options,
+    budget: int,
+    progress: Callable[[int], None] | None,
+) -> Report:
+    seed = options.seed
     started = time.perf_counter()
     search = _Search(derivation, options, progress)
 
@@ -283,6 +307,7 @@ def verify(
     else:
         report = Report(derivation=derivation.name, verdict="pass", dtype=options.dtype)
         notes = (f"{tried} examples passed",)
+    notes += tuple(note for note in search.notes if note not in report.notes)
     if search.inconclusive:
         notes += (
             f"{search.inconclusive} of {tried} examples were inconclusive (kinks, or "
@@ -306,6 +331,7 @@ def _signature(report: Report) -> frozenset[tuple[str, str | None]]:
 
 _WHAT = {
     "raised": "the backward raises",
+    "forward_mismatch": "the course forward disagrees with the spec",
     "shape": "{} has the wrong shape",
     "missing": "{} is missing",
     "mismatch": "{} is wrong",

@@ -1,0 +1,227 @@
+"""The command as a user runs it, in a subprocess: exit statuses 0, 1, 2 and 130, streamed
+rows, a real Ctrl-C, deadlines, parallel runs, reproduce lines (issues 9 and 10)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+HEADER = textwrap.dedent(
+    """
+    import sys, time
+    import numpy as np
+    import torch
+    from gradcheck import Derivation
+
+    def square(x):
+        return (x ** 2).sum()
+
+    def make(name, backward):
+        return Derivation(name=name, forward=square, backward=backward,
+                          shapes={"x": ("N",)}, wrt=["x"])
+
+    def exits(x):
+        sys.exit(3)
+
+    def loops_forever(x):
+        while True:
+            pass
+    """
+)
+
+
+def _write(tmp_path: Path, body: str, name: str = "targets.py") -> Path:
+    path = tmp_path / name
+    path.write_text(HEADER + textwrap.dedent(body))
+    return path
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
+
+
+def _gradcheck(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gradcheck", "verify", *argv],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_a_backward_that_exits_is_a_failure_and_the_other_results_stay(tmp_path):
+    path = _write(
+        tmp_path,
+        """
+        good = make("good", lambda x: {"x": 2 * x})
+        quits = make("quits", exits)
+        """,
+    )
+    done = _gradcheck(str(path), "--max-examples", "5", "--seed", "0", "-j", "1", "--json")
+    assert done.returncode == 1, done.stderr
+    results = {r["name"]: r for r in json.loads(done.stdout)["results"]}
+    assert results["good"]["verdict"] == "pass"
+    assert results["quits"]["verdict"] == "fail"
+    assert "backward called sys.exit(3)" in results["quits"]["message"]
+    # every result carries the command that reruns it alone
+    assert results["quits"]["reproduce"] == (
+        f"gradcheck verify {path}:quits --seed 0 --max-examples 5"
+    )
+
+
+def test_sys_exit_at_import_is_a_usage_error_with_one_line(tmp_path):
+    path = tmp_path / "exits_at_import.py"
+    path.write_text("import sys\nsys.exit(5)\n")
+    done = _gradcheck(str(path))
+    assert done.returncode == 2
+    assert "called sys.exit(5) while being imported" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_backward_that_never_returns_times_out_and_the_run_goes_on(tmp_path):
+    path = _write(
+        tmp_path,
+        """
+        hangs = make("hangs", loops_forever)
+        good = make("good", lambda x: {"x": 2 * x})
+        """,
+    )
+    done = _gradcheck(
+        str(path), "--deadline", "0.5", "--max-examples", "3", "--seed", "0", "-j", "1", "--json"
+    )
+    assert done.returncode == 1, done.stderr
+    results = {r["name"]: r for r in json.loads(done.stdout)["results"]}
+    assert [p["kind"] for p in results["hangs"]["problems"]] == ["timeout"]
+    assert "past the deadline of 0.5 s" in results["hangs"]["message"]
+    assert "--deadline 0.5" in results["hangs"]["reproduce"]
+    assert results["good"]["verdict"] == "pass"
+
+
+def test_two_derivations_with_one_name_exit_2_naming_both_variables(tmp_path):
+    path = _write(
+        tmp_path,
+        """
+        first = make("twin", lambda x: {"x": 2 * x})
+        second = make("twin", lambda x: {"x": 2 * x})
+        """,
+    )
+    done = _gradcheck(str(path))
+    assert done.returncode == 2
+    assert "two Derivations are named 'twin': first" in done.stderr and "second" in done.stderr
+
+
+def test_extra_keys_keep_their_note_in_the_table_and_the_json(tmp_path):
+    path = _write(tmp_path, 'extra = make("extra", lambda x: {"x": 2 * x, "bias": x})\n')
+    table = _gradcheck(str(path), "--max-examples", "3", "-j", "1")
+    assert table.returncode == 0
+    assert "also returned 'bias', not in wrt" in table.stdout
+    data = _gradcheck(str(path), "--max-examples", "3", "-j", "1", "--json")
+    assert "also returned 'bias', not in wrt" in json.loads(data.stdout)["results"][0]["message"]
+
+
+def test_a_slow_example_warns_with_the_estimate_and_how_to_bound_it(tmp_path):
+    path = _write(
+        tmp_path,
+        """
+        def slow(x):
+            time.sleep(1.1)
+            return {"x": 2 * x}
+
+        slow_one = make("slow_one", slow)
+        """,
+    )
+    done = _gradcheck(str(path), "--max-examples", "2", "-j", "1")
+    assert done.returncode == 0, done.stderr
+    assert "slow_one: one example took" in done.stderr
+    assert "--max-examples" in done.stderr and "smaller dims" in done.stderr
+
+
+def _interrupt_after_first_row(path: Path, *jobs: str) -> tuple[int, str, str]:
+    """Start a run whose second derivation never ends, wait for the first row (streamed
+    on a pipe), then press Ctrl-C."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gradcheck", "verify", str(path), "--max-examples", "3",
+         "--seed", "0", "--deadline", "0", *jobs],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )  # fmt: skip
+    assert process.stdout is not None
+    lines = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        lines.append(line)
+        if line.startswith("good "):
+            break
+    assert process.poll() is None, "the run ended before it was interrupted"
+    time.sleep(0.5)  # into the endless backward
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C reaches the whole group
+    out, err = process.communicate(timeout=60)
+    return process.returncode, "".join(lines) + out, err
+
+
+@pytest.mark.parametrize("jobs", [["-j", "1"], ["-j", "2"]], ids=["in process", "two workers"])
+def test_ctrl_c_prints_the_results_so_far_and_exits_130(tmp_path, jobs):
+    path = _write(
+        tmp_path,
+        """
+        good = make("good", lambda x: {"x": 2 * x})
+        hangs = make("hangs", loops_forever)
+        """,
+    )
+    code, out, err = _interrupt_after_first_row(path, *jobs)
+    assert code == 130, err
+    assert err.strip().splitlines()[-1] == "interrupted"
+    assert "Traceback" not in err and "Traceback" not in out
+    assert "1 passed, 0 failed, 0 errors" in out
+    assert "hangs " not in out  # no row for what did not finish
+
+
+def test_parallel_runs_give_the_same_results_in_the_same_order(tmp_path):
+    path = _write(
+        tmp_path,
+        """
+        a_good = make("a_good", lambda x: {"x": 2 * x})
+        b_wrong = make("b_wrong", lambda x: {"x": x})
+        c_exits = make("c_exits", exits)
+        """,
+    )
+    argv = (str(path), "--max-examples", "5", "--seed", "2", "--json")
+    alone, spread = _gradcheck(*argv, "-j", "1"), _gradcheck(*argv, "-j", "2")
+    assert alone.returncode == spread.returncode == 1, spread.stderr
+
+    def comparable(stdout):
+        results = json.loads(stdout)["results"]
+        for result in results:
+            del result["elapsed_s"]
+            result["message"] = "\n".join(
+                line for line in result["message"].splitlines() if " s" not in line[-6:]
+            )
+        return results
+
+    assert [r["name"] for r in json.loads(spread.stdout)["results"]] == [
+        "a_good",
+        "b_wrong",
+        "c_exits",
+    ]
+    assert comparable(spread.stdout) == comparable(alone.stdout)
+
+
+def test_exit_status_0_when_everything_passes(tmp_path):
+    path = _write(tmp_path, 'good = make("good", lambda x: {"x": 2 * x})\n')
+    assert _gradcheck(str(path), "--max-examples", "3").returncode == 0
