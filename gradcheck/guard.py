@@ -97,21 +97,45 @@ class Limits:
 
     deadline: float | None
     warnings: list[warnings.WarningMessage] = field(default_factory=list)
-    active: bool = False  # a user call is running: a nested one (a spec inside a backward)
-    # is timed by the outer one
+    alarm: bool = False  # a SIGALRM handler is installed for this run
+    # The user call running now, if any: a nested one (a spec inside a backward) is timed
+    # by the outer one.
+    what: str | None = None
+    started: float = 0.0
 
 
 _current: Limits | None = None
 
 
+def _can_alarm() -> bool:
+    return hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+
+
+def _on_alarm(signum: int, frame: Any) -> None:
+    current = _current
+    if current is not None and current.what is not None and current.deadline is not None:
+        raise CallTimeout(current.what, time.perf_counter() - current.started, current.deadline)
+
+
 @contextlib.contextmanager
 def limits(*, deadline: float | None) -> Iterator[Limits]:
-    """The limits of one ``verify`` or ``check``; nested ones keep the outer ones."""
+    """The limits of one ``verify`` or ``check``; nested ones keep the outer ones.
+
+    The SIGALRM handler is installed here, once, not at each call: ``signal.signal`` costs
+    tens of microseconds and a search makes thousands of calls. Each call only arms and
+    disarms the timer. A timer someone else had set (pytest-timeout) is restored after."""
     global _current
     if _current is not None:
         yield _current
         return
     _current = Limits(deadline)
+    previous_handler: Any = None
+    previous_timer = (0.0, 0.0)
+    started = time.perf_counter()
+    if deadline is not None and _can_alarm():
+        previous_handler = signal.signal(signal.SIGALRM, _on_alarm)
+        previous_timer = signal.setitimer(signal.ITIMER_REAL, 0)
+        _current.alarm = True
     try:
         # Once for the whole search, not per call (catch_warnings costs microseconds that a
         # thousand forward calls would feel); "always", so that a count per warning is kept.
@@ -120,48 +144,39 @@ def limits(*, deadline: float | None) -> Iterator[Limits]:
             yield _current
             _current.warnings.extend(caught)
     finally:
+        if _current.alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous_handler)
+            if previous_timer[0] > 0:  # what was left of it, at least a moment
+                left = max(previous_timer[0] - (time.perf_counter() - started), 1e-3)
+                signal.setitimer(signal.ITIMER_REAL, left, previous_timer[1])
         _current = None
-
-
-def _can_alarm() -> bool:
-    return hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
 
 
 @contextlib.contextmanager
 def user_call(what: str) -> Iterator[None]:
     """Run one call of user code (``what`` is 'forward' or 'backward') under the limits."""
     current = _current
-    if current is None or current.active:
+    if current is None or current.what is not None:
         yield
         return
-    current.active = True
     deadline = current.deadline
-    alarm = deadline is not None and _can_alarm()
-    started = time.perf_counter()
-    previous_handler: Any = None
-    previous_timer = (0.0, 0.0)
-
-    def on_alarm(signum: int, frame: Any) -> None:
-        assert deadline is not None
-        raise CallTimeout(what, time.perf_counter() - started, deadline)
-
+    current.what, current.started = what, time.perf_counter()
     try:
-        if alarm:
+        if current.alarm:
             assert deadline is not None
-            previous_handler = signal.signal(signal.SIGALRM, on_alarm)
-            previous_timer = signal.setitimer(signal.ITIMER_REAL, deadline)
+            signal.setitimer(signal.ITIMER_REAL, deadline)
         try:
             yield
         finally:
-            if alarm:
-                signal.setitimer(signal.ITIMER_REAL, *previous_timer)
-                signal.signal(signal.SIGALRM, previous_handler)
-        elapsed = time.perf_counter() - started
+            if current.alarm:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+        elapsed = time.perf_counter() - current.started
         # Without a timer (or when user code swallowed the alarm) a late return still fails.
         if deadline is not None and elapsed > deadline:
             raise CallTimeout(what, elapsed, deadline)
     finally:
-        current.active = False
+        current.what = None
 
 
 def warning_notes(caught: list[warnings.WarningMessage]) -> tuple[str, ...]:

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import queue
 import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from typing import Any, TextIO
 
@@ -184,26 +183,65 @@ def run_one(
 
 
 # --- worker processes ---------------------------------------------------------------------
+#
+# The command's own process verifies derivations from the front of the list, in order, while
+# N - 1 workers start (a spawned worker imports torch and the target again: seconds) and then
+# take derivations from the back. A short run therefore never waits for workers, a long one
+# is spread over all N, and the rows still come out in the order of -j 1.
+
+
+@dataclass
+class _Claims:
+    """The two ends of the list still to do, shared by the processes under one lock."""
+
+    lock: Any
+    front: Any  # multiprocessing.Value("i"): the next index the command takes
+    back: Any  # the next index a worker takes
+
+    def take_front(self) -> int | None:
+        with self.lock:
+            if self.front.value > self.back.value:
+                return None
+            self.front.value += 1
+            return int(self.front.value - 1)
+
+    def take_back(self) -> int | None:
+        with self.lock:
+            if self.back.value < self.front.value:
+                return None
+            self.back.value -= 1
+            return int(self.back.value + 1)
+
 
 _loaded: dict[str, list[Found]] = {}
 
 
-def _worker_start() -> None:
-    # Ctrl-C reaches every process of the terminal's group: the parent alone answers it
-    # (it prints what is done and stops the workers), so a worker must not die with a
-    # traceback of its own.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _work(target: str, index: int, options: RunOptions) -> tuple[str, str, Report | None, float]:
-    """In a worker: import ``target`` (once per worker) and verify its ``index``-th one."""
+def _load(target: str) -> list[Found]:
     if target not in _loaded:
         _loaded[target] = _builtins() if target == "" else find_derivations(target)
-    outcome = run_one(_loaded[target][index], options)
-    report = outcome.report
-    if report is not None:  # what the parent prints needs no arrays: keep the pickle small
-        report = replace(report, example=None, gradients={})
-    return outcome.verdict, outcome.message, report, outcome.elapsed
+    return _loaded[target]
+
+
+def _worker(
+    jobs: list[tuple[str, int]], options: RunOptions, claims: _Claims, results: Any
+) -> None:
+    """In a worker: take derivations from the back until none is left; each is found again
+    by its target and position (the user's functions need not pickle)."""
+    # Ctrl-C reaches every process of the terminal's group: the command alone answers it
+    # (it prints what is done and stops the workers), so a worker ends without a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while (index := claims.take_back()) is not None:
+        results.put(("started", index, os.getpid()))
+        target, position = jobs[index]
+        try:
+            outcome = run_one(_load(target)[position], options)
+            report = outcome.report
+            if report is not None:  # the parent prints no arrays: keep the pickle small
+                report = replace(report, example=None, gradients={})
+            payload: Any = (outcome.verdict, outcome.message, report, outcome.elapsed)
+        except Exception as exc:  # a target that no longer imports the same, say
+            payload = ("error", f"{type(exc).__name__}: {exc}", None, 0.0)
+        results.put(("done", index, payload))
 
 
 def _builtins() -> list[Found]:
@@ -212,17 +250,12 @@ def _builtins() -> list[Found]:
     return [Found("", d.name, d, f"gradcheck.derivations:BUILTINS.{d.name}") for d in BUILTINS]
 
 
-def _stop(pool: ProcessPoolExecutor) -> None:
-    """End the workers now, not when their searches finish."""
-    # ProcessPoolExecutor has no public way to stop running work before Python 3.14; its
-    # process table is gone after shutdown, so it is read first.
-    processes = list((getattr(pool, "_processes", None) or {}).values())
-    for process in processes:
-        if process.is_alive():
-            process.terminate()
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        process.join(timeout=5)
+def _died(name: str) -> tuple[str, str, None, float]:
+    reason = (
+        f"gradcheck could not verify {name!r}: its worker process died (the derivation ended "
+        "the process: os._exit, a crash in native code); rerun it with -j 1"
+    )
+    return "error", reason, None, 0.0
 
 
 def run_all(
@@ -233,44 +266,60 @@ def run_all(
     started: Callable[[Found], None],
     progress: Callable[[int], None] | None = None,
 ) -> Iterator[Outcome]:
-    """Outcomes in the order of ``found`` ((what, its position in its target)), as they
-    finish. ``started`` is called for each derivation before its outcome is awaited."""
+    """Outcomes in the order of ``found`` ((what, its position in its target)), each as
+    soon as it and those before it are done. ``started`` is called for each derivation
+    before its outcome is awaited."""
     if jobs <= 1 or len(found) <= 1:
         for item, _ in found:
             started(item)
             yield run_one(item, options, progress)
         return
-    # spawn, not fork: a forked torch with its thread pools started can deadlock.
+    # spawn, not fork: a forked torch whose thread pools have started can deadlock.
     context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(
-        max_workers=min(jobs, len(found)), mp_context=context, initializer=_worker_start
-    )
+    claims = _Claims(context.Lock(), context.Value("i", 0), context.Value("i", len(found) - 1))
+    results = context.Queue()
+    work = [(item.target, position) for item, position in found]
+    workers = [
+        context.Process(target=_worker, args=(work, options, claims, results), daemon=True)
+        for _ in range(min(jobs, len(found)) - 1)
+    ]
+    for process in workers:
+        process.start()
+    done: dict[int, tuple[str, str, Report | None, float]] = {}
+    running: dict[int, int] = {}  # index -> the process id of the worker verifying it
     try:
-        futures: list[Future[tuple[str, str, Report | None, float]]] = [
-            pool.submit(_work, item.target, index, options) for item, index in found
-        ]
-        for (item, _), future in zip(found, futures, strict=True):
+        for index, (item, _) in enumerate(found):
             started(item)
-            try:
-                verdict, message, report, elapsed = future.result()
-            except BrokenProcessPool:
-                reason = (
-                    f"gradcheck could not verify {item.derivation.name!r}: its worker process "
-                    "died (the derivation, or another one, ended the process: os._exit, a "
-                    "crash in native code); rerun with -j 1 to see which"
-                )
-                verdict, message, report, elapsed = "error", reason, None, 0.0
-            except Exception as exc:
-                reason = (
-                    f"gradcheck could not verify {item.derivation.name!r}: "
-                    f"{type(exc).__name__}: {exc}"
-                )
-                verdict, message, report, elapsed = "error", reason, None, 0.0
-            command = reproduce_command(
-                item.alone, options, report.seed if report is not None else options.seed
-            )
+            if index not in done and index not in running and claims.take_front() == index:
+                yield run_one(item, options, progress)
+                continue
+            while index not in done:  # a worker has it: wait for its result
+                try:
+                    kind, which, payload = results.get(timeout=0.5)
+                except queue.Empty:
+                    alive = {process.pid for process in workers if process.is_alive()}
+                    for lost in [i for i, pid in running.items() if pid not in alive]:
+                        done[lost] = _died(found[lost][0].derivation.name)
+                        del running[lost]
+                    if index not in done and index not in running and not alive:
+                        # every worker is gone, none with this one: it is ours after all
+                        mine = run_one(item, options, progress)
+                        done[index] = (mine.verdict, mine.message, mine.report, mine.elapsed)
+                    continue
+                if kind == "started":
+                    running[which] = payload
+                else:
+                    running.pop(which, None)
+                    done[which] = payload
+            verdict, message, report, elapsed = done.pop(index)
+            seed = report.seed if report is not None else options.seed
+            command = reproduce_command(item.alone, options, seed)
             yield Outcome(item.derivation, verdict, message, report, elapsed, command)
-    except BaseException:
-        _stop(pool)
-        raise
-    pool.shutdown(wait=True)
+    finally:  # done, or Ctrl-C: workers still starting (or still searching) end now
+        for process in workers:
+            if process.is_alive():
+                process.terminate()
+        for process in workers:
+            process.join(timeout=5)
+        results.close()
+        results.cancel_join_thread()

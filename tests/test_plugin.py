@@ -194,3 +194,17 @@ def test_a_backward_past_the_deadline_fails_with_a_timeout(pytester: pytest.Pyte
     )
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*timeout: the backward took*past the deadline of 0.3 s*"])
+
+
+def test_a_slow_search_says_what_it_will_cost(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        test_slow=HARNESS
+        + "import time\n\n"
+        + "def slow(x):\n    time.sleep(1.1)\n    return {'x': 2 * x}\n\n"
+        + "slow_one = make('slow_one', slow)\n"
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "--gradcheck-max-examples", "2")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        ["*slow_one: one example took*--gradcheck-max-examples*smaller dims*"]
+    )
