@@ -1,4 +1,6 @@
-"""pytest plugin: every module-level ``Derivation`` in a test module becomes a test item.
+"""pytest plugin: every module-level ``Derivation`` in a test module becomes a test item,
+and so does each one in a module-level list or dict (not an _underscored one). A Derivation
+is collected only in the module that defines it, not where it is imported.
 
 Registered through the ``pytest11`` entry point. Importing it is cheap: it never imports
 torch or the engine itself; they load when the first derivation item runs. A correct
