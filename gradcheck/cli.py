@@ -189,7 +189,7 @@ def _verify(args: argparse.Namespace, out: TextIO) -> int:
         interrupted = True
     with _ignoring_interrupts():
         progress.close()
-        _summary(args, outcomes, out)
+        _summary(args, outcomes, out, interrupted=interrupted)
         if interrupted:
             sys.stderr.write("interrupted\n")
             sys.stderr.flush()
@@ -197,14 +197,18 @@ def _verify(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK if all(o.verdict == "pass" for o in outcomes) else EXIT_FAILED
 
 
-def _summary(args: argparse.Namespace, outcomes: Sequence[Outcome], out: TextIO) -> None:
+def _summary(
+    args: argparse.Namespace, outcomes: Sequence[Outcome], out: TextIO, *, interrupted: bool
+) -> None:
     if args.json:
-        payload = {
+        payload: dict[str, object] = {
             "results": [outcome.as_json() for outcome in outcomes],
             "seed": args.seed,
             "max_examples": args.max_examples,
             "dtype": args.dtype,
         }
+        if interrupted:  # the results are those done before Ctrl-C, not all
+            payload["interrupted"] = True
         out.write(json.dumps(payload, indent=2) + "\n")
         out.flush()
         return

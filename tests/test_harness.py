@@ -175,3 +175,41 @@ def test_torch_is_untouched_by_the_guard():
     check(_square(lambda x: {"x": 2 * x}), {"x": np.ones(2)}, deadline=0.5)
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
     assert torch.ones(1).item() == 1.0
+
+
+def test_a_forward_that_never_returns_times_out_too():
+    def forward(x):
+        while True:
+            pass
+
+    derivation = Derivation(
+        name="f", forward=forward, backward=lambda x: {"x": x}, shapes={"x": ("N",)}, wrt=["x"]
+    )
+    report = check(derivation, {"x": np.ones(2)}, deadline=0.2)
+    assert report.problems[0].kind == "timeout"
+    assert "the forward took" in report.problems[0].message
+
+
+def test_off_the_main_thread_a_late_return_still_fails():
+    # no SIGALRM there: the call cannot be interrupted, but it is timed
+    import threading
+    import time
+
+    def slow(x):
+        time.sleep(0.3)
+        return {"x": 2 * x}
+
+    reports = []
+    worker = threading.Thread(
+        target=lambda: reports.append(check(_square(slow), {"x": np.ones(2)}, deadline=0.1))
+    )
+    worker.start()
+    worker.join()
+    assert reports[0].problems[0].kind == "timeout"
+
+
+def test_the_builtins_reproduce_target_names_one_derivation():
+    from gradcheck.runner import _builtins
+
+    for found in _builtins():
+        assert [f.derivation.name for f in find_derivations(found.alone)] == [found.derivation.name]
