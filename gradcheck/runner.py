@@ -112,23 +112,38 @@ def slow_search_warning(name: str, per_example: float, max_examples: int, *, opt
 
 
 class SlowWatch:
-    """Calls ``warn`` once, when one example of a search takes over a second."""
+    """Calls ``warn`` once, with the time per example, when examples take over a second.
 
-    def __init__(self, warn: Callable[[float], None]) -> None:
+    The first example is left out (it also pays for the first torch calls and, in a worker,
+    for its imports) unless it alone takes over 5 s; after it, the mean of the examples so
+    far decides, so that one example slowed by a busy machine does not warn."""
+
+    def __init__(
+        self, warn: Callable[[float], None], *, clock: Callable[[], float] = time.perf_counter
+    ) -> None:
         self.warn = warn
-        self.last = time.perf_counter()
+        self.clock = clock
+        self.last = clock()
         self.warned = False
         self.seen = 0
+        self.total = 0.0  # seconds of the examples after the first
 
     def __call__(self, examples: int) -> None:
-        now = time.perf_counter()
+        now = self.clock()
         took, self.last = now - self.last, now
-        # Not on the first example alone: it also pays for the first torch calls (and, in a
-        # worker process, its imports), which say nothing about the rest.
         self.seen += 1
-        if took > 1.0 and not self.warned and (self.seen > 1 or took > 5.0):
+        if self.warned:
+            return
+        if self.seen == 1:
+            if took > 5.0:
+                self.warned = True
+                self.warn(took)
+            return
+        self.total += took
+        mean = self.total / (self.seen - 1)
+        if mean > 1.0:
             self.warned = True
-            self.warn(took)
+            self.warn(mean)
 
 
 def run_one(

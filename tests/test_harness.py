@@ -213,3 +213,20 @@ def test_the_builtins_reproduce_target_names_one_derivation():
 
     for found in _builtins():
         assert [f.derivation.name for f in find_derivations(found.alone)] == [found.derivation.name]
+
+
+def test_the_slow_search_warning_needs_slow_examples_not_one_slow_moment():
+    from gradcheck import runner
+
+    clock = iter([0.0, 3.0, 4.5, 4.6, 4.7, 4.8])  # start, then after each example
+    said: list[float] = []
+    watch = runner.SlowWatch(said.append, clock=lambda: next(clock))
+    for examples in range(1, 6):
+        watch(examples)
+    assert said == [1.5]  # the first (3 s, warm-up) is left out; then 1.5 s per example
+    clock = iter([0.0, 0.1, 0.2, 0.3, 1.8, 1.9])  # one example of 1.5 s among 0.1 s ones
+    quiet: list[float] = []
+    watch = runner.SlowWatch(quiet.append, clock=lambda: next(clock))
+    for examples in range(1, 6):
+        watch(examples)
+    assert quiet == []
