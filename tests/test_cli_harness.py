@@ -7,10 +7,12 @@ from __future__ import annotations
 import io
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -173,18 +175,29 @@ def _interrupt_after_first_row(path: Path, *jobs: str) -> tuple[int, str, str]:
         start_new_session=True,  # its own process group, as a terminal's foreground job
     )  # fmt: skip
     assert process.stdout is not None
+    # Read on a thread: without streaming the row never comes, and a bare readline would
+    # wait for ever on a run that never ends, instead of failing.
+    arrived: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(
+        target=lambda: [arrived.put(line) for line in process.stdout], daemon=True
+    )
+    reader.start()
     lines = []
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        lines.append(line)
-        if line.startswith("good "):
-            break
-    assert process.poll() is None, "the run ended before it was interrupted"
-    time.sleep(0.5)  # into the endless backward
-    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C reaches the whole group
-    out, err = process.communicate(timeout=60)
-    return process.returncode, "".join(lines) + out, err
+    try:
+        while not (lines and lines[-1].startswith("good ")):
+            lines.append(arrived.get(timeout=120))
+        assert process.poll() is None, "the run ended before it was interrupted"
+        time.sleep(0.5)  # into the endless backward
+        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C reaches the whole group
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    reader.join(timeout=10)
+    while not arrived.empty():
+        lines.append(arrived.get())
+    assert process.stderr is not None
+    return process.returncode, "".join(lines), process.stderr.read()
 
 
 @pytest.mark.parametrize("jobs", [["-j", "1"], ["-j", "2"]], ids=["in process", "two workers"])
