@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import copy
 import inspect
+import os
 import threading
 import traceback
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +18,7 @@ import torch
 from threadpoolctl import ThreadpoolController
 
 from gradcheck.derivation import Derivation, DerivationError
+from gradcheck.guard import describe_exit, is_user_exit, user_call
 from gradcheck.report import Problem
 
 __all__ = ["BackwardResult", "run_backward", "shape_hint", "single_threaded_blas"]
@@ -98,11 +101,37 @@ def _check_signature(derivation: Derivation, arguments: Mapping[str, Any]) -> No
         ) from None
 
 
+def _library_folders() -> tuple[str, ...]:
+    """Folders whose frames are not the user's: the standard library, installed packages,
+    and gradcheck's own engine (its built-in derivations stay the user's kind of code)."""
+    import sysconfig
+
+    folders = {sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")}
+    folders.add(str(Path(np.__file__).resolve().parent.parent))
+    folders.add(str(Path(torch.__file__).resolve().parent.parent))
+    return tuple(str(Path(folder).resolve()) + os.sep for folder in folders)
+
+
+_ENGINE = str(Path(__file__).resolve().parent) + os.sep
+_BUILTINS = _ENGINE + "derivations" + os.sep
+
+
+def _is_users(filename: str, libraries: tuple[str, ...]) -> bool:
+    path = str(Path(filename).resolve()) if not filename.startswith("<") else filename
+    if path.startswith(_ENGINE):
+        return path.startswith(_BUILTINS)
+    return not path.startswith(libraries)
+
+
 def _where_raised(exc: BaseException) -> str:
+    """The deepest frame in the user's own code: a crash inside numpy is located at the
+    user's line that called numpy, not at numpy/_core/fromnumeric.py."""
     frames = traceback.extract_tb(exc.__traceback__)
     if not frames:
         return ""
-    last = frames[-1]
+    libraries = _library_folders()
+    users = [frame for frame in frames if _is_users(frame.filename, libraries)]
+    last = (users or frames)[-1]
     return f" (at {last.filename}:{last.lineno} in {last.name})"
 
 
@@ -117,6 +146,45 @@ def _unchanged(after: np.ndarray, before: np.ndarray) -> bool:
         np.array_equal(a[i : i + step], b[i : i + step], equal_nan=True)
         for i in range(0, a.size, step)
     )
+
+
+def _where_defined(function: Any) -> str:
+    code = getattr(function, "__code__", None)
+    if code is None:
+        return ""
+    return f" (at {code.co_filename}:{code.co_firstlineno} in {code.co_name})"
+
+
+def _raised_problem(exc: BaseException) -> Problem:
+    """What went wrong when the backward did not return: its own exception, an exit, or a
+    course-style forward that disagrees with the spec (the backward never ran)."""
+    if not isinstance(exc, Exception):
+        return Problem("raised", describe_exit("backward", exc) + _where_raised(exc))
+    forward = getattr(exc, "forward", None)
+    if isinstance(exc, AssertionError) and type(exc).__name__ == "ForwardMismatch":
+        return Problem("forward_mismatch", _forward_mismatch(exc, forward))
+    return Problem("raised", f"backward raised {type(exc).__name__}: {exc}{_where_raised(exc)}")
+
+
+def _forward_mismatch(exc: BaseException, forward: Any) -> str:
+    """The course forward's out against the spec's, at its worst element."""
+    message = f"{exc}{_where_defined(forward)}; the backward was not judged."
+    expected = getattr(exc, "expected", None)
+    actual = getattr(exc, "actual", None)
+    if (
+        isinstance(expected, np.ndarray)
+        and isinstance(actual, np.ndarray)
+        and expected.shape == actual.shape
+        and expected.size
+    ):
+        difference = np.abs(actual.astype(np.float64) - expected)
+        index = np.unravel_index(int(np.argmax(difference)), expected.shape)
+        at = str(tuple(int(i) for i in index)) if expected.ndim else ""
+        message += (
+            f" At out{at}: expected {float(expected[index]):.6g} (spec forward), "
+            f"got {float(actual[index]):.6g}."
+        )
+    return message
 
 
 def shape_hint(got: tuple[int, ...], expected: tuple[int, ...]) -> str:
@@ -163,11 +231,12 @@ def run_backward(
     _check_signature(derivation, {**arguments, **dict(params or {})})
 
     try:
-        with single_threaded_blas(derivation.backend):
+        with single_threaded_blas(derivation.backend), user_call("backward"):
             returned = derivation.backward(**arguments, **copy.deepcopy(dict(params or {})))
-    except Exception as exc:  # the hand derivation is user code: any failure is a verdict
-        message = f"backward raised {type(exc).__name__}: {exc}{_where_raised(exc)}"
-        return BackwardResult({}, (Problem("raised", message),))
+    except BaseException as exc:  # the hand derivation is user code: any failure is a verdict
+        if not isinstance(exc, Exception) and not is_user_exit(exc):
+            raise  # Ctrl-C, or past the deadline: the run stops or the search does
+        return BackwardResult({}, (_raised_problem(exc),))
 
     problems: list[Problem] = []
     for name, value in arguments.items():

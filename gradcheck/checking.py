@@ -25,6 +25,7 @@ import torch
 from gradcheck.backward import DTYPES, run_backward
 from gradcheck.compare import Mismatch, compare
 from gradcheck.derivation import Derivation, DerivationError
+from gradcheck.guard import DEFAULT_DEADLINE, guarded_search, validated_deadline
 from gradcheck.references.autograd import AutogradResult, autograd_gradients
 from gradcheck.references.finite_differences import ScalarSpec, Screen, Slope
 from gradcheck.report import Example, GradientPair, Problem, Report
@@ -893,6 +894,7 @@ def check(
     directions: int = 16,
     elementwise_limit: int = 32,
     seed: int = 0,
+    deadline: float | None = DEFAULT_DEADLINE,
 ) -> Report:
     """Check ``derivation`` at one concrete point.
 
@@ -901,7 +903,8 @@ def check(
     or 'float32'); the references are always float64. ``grad_output`` seeds a non-scalar
     forward (drawn from ``seed`` when omitted). ``directions`` random finite-difference probes
     are spread over the ``wrt`` inputs larger than ``elementwise_limit`` elements; smaller
-    ones are probed element by element.
+    ones are probed element by element. A forward or backward call past ``deadline``
+    seconds fails with a ``timeout`` problem (None: no limit).
 
     >>> from gradcheck.derivations import BUILTINS
     >>> import numpy as np
@@ -913,8 +916,12 @@ def check(
     derivation = require_derivation(derivation)
     options = make_options(dtype, directions, elementwise_limit, seed)
     point, sizes, params = validated_point(derivation, inputs)
-    report = evaluate(derivation, point, sizes, options, grad_output, params)
-    return with_diagnoses(derivation, report)
+
+    def run() -> Report:
+        report = evaluate(derivation, point, sizes, options, grad_output, params)
+        return with_diagnoses(derivation, report)
+
+    return guarded_search(derivation.name, options, validated_deadline(deadline), run)
 
 
 def with_diagnoses(derivation: Derivation, report: Report) -> Report:

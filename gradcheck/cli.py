@@ -1,27 +1,35 @@
 """The ``gradcheck`` command: a thin layer over ``verify`` and the built-in derivations.
 
 Exit status: 0 when every derivation passes, 1 when any fails (or its spec is in error),
-2 for a usage problem (a missing file, an import error, nothing found), with a one-line reason.
+2 for a usage problem (a missing file, an import error, nothing found, two derivations with
+one name), with a one-line reason; 130 when interrupted (Ctrl-C), after the results so far.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
+import math
+import signal
 import sys
-import time
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from typing import Any, NoReturn, TextIO
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import NoReturn, TextIO
 
-from gradcheck.derivation import Derivation, DerivationError
-from gradcheck.report import Report
-from gradcheck.targets import TargetError, load_target
+from gradcheck.derivation import DerivationError
+from gradcheck.guard import DEFAULT_DEADLINE
+from gradcheck.runner import Outcome, RunOptions, default_jobs, run_all
+from gradcheck.targets import Found, TargetError, duplicate_names, find_derivations
+from gradcheck.terminal import Progress, Table, format_table, use_colour
 
-__all__ = ["Outcome", "main"]
+__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "Outcome", "main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
+
+# Kept importable from here: the table was built in this module before it had its own.
+__all__ += ["format_table"]
 
 
 class UsageError(Exception):
@@ -31,40 +39,6 @@ class UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, not argparse's usage block
         self.exit(EXIT_USAGE, f"gradcheck: error: {message} (see gradcheck --help)\n")
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """One derivation's result, as the command prints it."""
-
-    derivation: Derivation
-    verdict: str  # "pass" | "fail" | "error"
-    message: str
-    report: Report | None
-    elapsed: float
-
-    def as_json(self) -> dict[str, Any]:
-        entry: dict[str, Any] = {
-            "name": self.derivation.name,
-            "verdict": self.verdict,
-            "message": self.message,
-            "parameters": list(self.derivation.wrt),
-            "backend": self.derivation.backend,
-            "elapsed_s": round(self.elapsed, 4),
-        }
-        if self.report is not None:
-            entry.update(
-                examples=self.report.examples,
-                inconclusive=self.report.inconclusive,
-                seed=self.report.seed,
-                dtype=self.report.dtype,
-                problems=[
-                    {"kind": p.kind, "parameter": p.parameter, "message": p.message}
-                    for p in self.report.problems
-                ],
-                diagnoses=list(self.report.diagnoses),
-            )
-        return entry
 
 
 def _positive(text: str) -> int:
@@ -85,6 +59,16 @@ def _seed(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return value
+
+
+def _seconds(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, got {text!r}")
+    return value or None  # 0: no limit
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -126,124 +110,60 @@ def _parser() -> argparse.ArgumentParser:
         help="also write a self-contained HTML page: every result, and each failure with "
         "pictures of where its gradient is wrong (combines with --json)",
     )
+    verify.add_argument(
+        "--deadline",
+        type=_seconds,
+        default=DEFAULT_DEADLINE,
+        metavar="SECONDS",
+        help="time limit of one call of a forward or backward; a call past it fails its "
+        f"derivation with a timeout (default: {DEFAULT_DEADLINE:g}; 0: no limit)",
+    )
+    verify.add_argument(
+        "-j",
+        "--jobs",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="derivations verified side by side in N processes "
+        "(default: the number of cores; 1: in this process)",
+    )
     listing = commands.add_parser("list", help="show the built-in derivations")
     listing.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
 
-def _derivations(targets: Sequence[str]) -> list[tuple[str, Derivation]]:
-    """(the target to name in a reproduce line, the derivation) for every derivation found."""
+def _derivations(targets: Sequence[str]) -> list[tuple[Found, int]]:
+    """Every derivation the targets hold, with its position in its target (how a worker
+    process finds it again), after checking that no two share a name."""
     if not targets:
-        from gradcheck.derivations import BUILTINS
+        from gradcheck.runner import _builtins
 
-        return [("", derivation) for derivation in BUILTINS]
-    found: list[tuple[str, Derivation]] = []
+        return [(found, index) for index, found in enumerate(_builtins())]
+    everything: list[tuple[Found, int]] = []
     for target in targets:
         try:
-            found.extend((target, derivation) for derivation in load_target(target))
+            everything.extend((found, i) for i, found in enumerate(find_derivations(target)))
         except TargetError as exc:
             raise UsageError(str(exc)) from exc
         except DerivationError as exc:
             raise UsageError(f"{target}: {exc}") from exc
-    return found
+    clash = duplicate_names(found for found, _ in everything)
+    if clash is not None:
+        raise UsageError(clash)
+    return everything
 
 
-def _run_one(
-    target: str, derivation: Derivation, args: argparse.Namespace, progress: _Progress
-) -> Outcome:
-    from gradcheck.search import verify
-
-    started = time.perf_counter()
+@contextmanager
+def _ignoring_interrupts() -> Iterator[None]:
+    """While the results so far are printed, a second Ctrl-C must not cut them short."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        report = verify(
-            derivation,
-            max_examples=args.max_examples,
-            seed=args.seed,
-            dtype=args.dtype,
-            progress=progress.update,
-        )
-    except DerivationError as exc:
-        return Outcome(derivation, "error", str(exc), None, time.perf_counter() - started)
-    except Exception as exc:  # one derivation's surprise must not cost the others' results
-        reason = f"gradcheck could not verify {derivation.name!r}: {type(exc).__name__}: {exc}"
-        return Outcome(derivation, "error", reason, None, time.perf_counter() - started)
-    command = " ".join(
-        part
-        for part in (
-            "gradcheck verify",
-            target,
-            f"--seed {report.seed}",
-            f"--max-examples {args.max_examples}",
-            f"--dtype {args.dtype}" if args.dtype != "float64" else "",
-        )
-        if part
-    )
-    report = replace(report, reproduce=command)
-    verdict = {"pass": "pass", "inconclusive": "pass", "fail": "fail"}.get(report.verdict, "error")
-    return Outcome(derivation, verdict, str(report), report, time.perf_counter() - started)
-
-
-class _Progress:
-    """One line on a terminal's stderr, rewritten as examples are tried; silent elsewhere."""
-
-    def __init__(self, stream: TextIO, total: int) -> None:
-        self.stream = stream
-        self.enabled = stream.isatty()
-        self.total = total
-        self.index = 0
-        self.name = ""
-
-    def start(self, name: str) -> None:
-        self.index += 1
-        self.name = name
-        self.update(0)
-
-    def update(self, examples: int) -> None:
-        if self.enabled:
-            line = f"[{self.index}/{self.total}] {self.name}: {examples} examples"
-            self.stream.write("\r\033[K" + line)
-            self.stream.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
-
-
-COLOURS = {"PASS": "\033[32m", "FAIL": "\033[31m", "ERROR": "\033[33m"}
-
-
-def _use_colour(choice: str, out: TextIO) -> bool:
-    if choice == "always":
-        return True
-    if choice == "never" or os.environ.get("NO_COLOR"):
-        return False
-    return out.isatty()
-
-
-def format_table(outcomes: Sequence[Outcome], *, colour: bool = False) -> str:
-    """A plain table: derivation, parameters, examples tried, verdict, time."""
-    rows = [("derivation", "parameters", "examples", "verdict", "time")]
-    for outcome in outcomes:
-        examples = str(outcome.report.examples) if outcome.report else "-"
-        rows.append(
-            (
-                outcome.derivation.name,
-                ", ".join(outcome.derivation.wrt),
-                examples,
-                outcome.verdict.upper(),
-                f"{outcome.elapsed:.2f}s",
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = []
-    for row in rows:
-        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
-        if colour and row[3] in COLOURS:  # pad first, so colour codes do not skew columns
-            cells[3] = COLOURS[row[3]] + cells[3] + "\033[0m"
-        lines.append("  ".join(cells).rstrip())
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _html_target(args: argparse.Namespace) -> Any:
@@ -274,32 +194,80 @@ def _write_html(target: Any, args: argparse.Namespace, outcomes: Sequence[Outcom
 def _verify(args: argparse.Namespace, out: TextIO) -> int:
     html = _html_target(args)
     derivations = _derivations(args.targets)
-    progress = _Progress(sys.stderr, len(derivations))
-    outcomes = []
-    for target, derivation in derivations:
-        progress.start(derivation.name)
-        outcomes.append(_run_one(target, derivation, args, progress))
-    progress.close()
+    options = RunOptions(args.max_examples, args.seed, args.dtype, args.deadline)
+    progress = Progress(sys.stderr, len(derivations))
+    table = Table(
+        [found.derivation for found, _ in derivations], colour=use_colour(args.color, out)
+    )
+    if not args.json:
+        out.write(table.header() + "\n")
+        out.flush()
+    outcomes: list[Outcome] = []
+    interrupted = False
+    try:
+        for outcome in run_all(
+            derivations,
+            options,
+            jobs=args.jobs or default_jobs(),
+            started=lambda found: progress.start(found.derivation.name),
+            progress=progress.update,
+        ):
+            outcomes.append(outcome)
+            if not args.json:  # streamed: a killed run still shows what it did
+                progress.close()
+                out.write(table.row(outcome) + "\n")
+                out.flush()
+    except KeyboardInterrupt:
+        interrupted = True
+    with _ignoring_interrupts():
+        progress.close()
+        _summary(args, outcomes, out, interrupted=interrupted)
+        if html is not None:
+            _write_html(html, args, outcomes)
+        if interrupted:
+            sys.stderr.write("interrupted\n")
+            sys.stderr.flush()
+            return EXIT_INTERRUPTED
+    return EXIT_OK if all(o.verdict == "pass" for o in outcomes) else EXIT_FAILED
+
+
+def _summary(
+    args: argparse.Namespace, outcomes: Sequence[Outcome], out: TextIO, *, interrupted: bool
+) -> None:
     if args.json:
-        payload = {
+        payload: dict[str, object] = {
             "results": [outcome.as_json() for outcome in outcomes],
             "seed": args.seed,
             "max_examples": args.max_examples,
             "dtype": args.dtype,
         }
+        if interrupted:  # the results are those done before Ctrl-C, not all
+            payload["interrupted"] = True
         out.write(json.dumps(payload, indent=2) + "\n")
-    else:
-        out.write(format_table(outcomes, colour=_use_colour(args.color, out)) + "\n")
-        for outcome in outcomes:
-            if outcome.verdict != "pass":
-                out.write("\n" + outcome.message + "\n")
-        failed = sum(o.verdict == "fail" for o in outcomes)
-        errors = sum(o.verdict == "error" for o in outcomes)
-        passed = len(outcomes) - failed - errors
-        out.write(f"\n{passed} passed, {failed} failed, {errors} errors\n")
-    if html is not None:
-        _write_html(html, args, outcomes)
-    return EXIT_OK if all(o.verdict == "pass" for o in outcomes) else EXIT_FAILED
+        out.flush()
+        return
+    for outcome in outcomes:
+        if outcome.verdict != "pass":
+            out.write("\n" + outcome.message + "\n")
+        elif outcome.report is not None and _kept_notes(outcome):
+            # A pass with something to say (keys not in wrt, warnings) still says it.
+            lines = "\n".join(f"  note: {note}" for note in _kept_notes(outcome))
+            out.write(f"\n{outcome.derivation.name} passed, with notes:\n{lines}\n")
+    failed = sum(o.verdict == "fail" for o in outcomes)
+    errors = sum(o.verdict == "error" for o in outcomes)
+    passed = len(outcomes) - failed - errors
+    out.write(f"\n{passed} passed, {failed} failed, {errors} errors\n")
+    out.flush()
+
+
+def _kept_notes(outcome: Outcome) -> list[str]:
+    """Notes of a passing report worth showing: not the tally of examples."""
+    assert outcome.report is not None
+    return [
+        note
+        for note in outcome.report.notes
+        if not note.endswith(("examples passed", "examples tried")) and "inconclusive" not in note
+    ]
 
 
 def _list(args: argparse.Namespace, out: TextIO) -> int:
@@ -335,3 +303,6 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except UsageError as exc:
         sys.stderr.write(f"gradcheck: error: {exc}\n")
         return EXIT_USAGE
+    except KeyboardInterrupt:  # while the targets were imported: nothing to show yet
+        sys.stderr.write("interrupted\n")
+        return EXIT_INTERRUPTED

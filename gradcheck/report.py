@@ -19,7 +19,9 @@ Verdict = Literal["pass", "fail", "error", "inconclusive"]
 
 # Problem kinds, most specific first; messages and diagnoses key on these.
 PROBLEM_KINDS = (
-    "raised",  # the backward raised
+    "timeout",  # a forward or backward call ran past its deadline
+    "forward_mismatch",  # a course-style forward computed another output than the spec
+    "raised",  # the backward raised (or exited)
     "returned",  # the backward returned something other than a mapping
     "missing",  # a name in wrt has no gradient
     "type",  # a gradient is not an array, tensor or number

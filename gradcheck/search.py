@@ -34,6 +34,7 @@ from gradcheck.checking import (
     with_diagnoses,
 )
 from gradcheck.derivation import Derivation, DerivationError
+from gradcheck.guard import DEFAULT_DEADLINE, CallTimeout, guarded_search, validated_deadline
 from gradcheck.progress import notebook_progress
 from gradcheck.report import Example, Problem, Report
 from gradcheck.special_values import Special, describe, made_special
@@ -89,6 +90,7 @@ class _Search:
             for name in derivation.shapes
             if name not in (derivation.integers or {})
         }
+        self.notes: dict[str, None] = {}  # every example's notes (extra keys), in order, once
 
     def fails(self, example: Example) -> bool:
         self.last_report = None
@@ -101,12 +103,16 @@ class _Search:
         except DerivationError as exc:
             self.declaration_error = exc
             return False
+        except CallTimeout as exc:
+            exc.example = example  # type: ignore[attr-defined]  # shown in the report
+            raise
         self.examples += 1
         if example.special is not None and report.verdict == "error":
             # A point drawn special on purpose (an all-zero input) where the spec has no
             # gradient, or no value: the spec's kink, not the user's declaration.
             report = replace(report, verdict="inconclusive")
         self.last_report = report
+        self.notes.update(dict.fromkeys(report.notes))
         if self.progress is not None:
             self.progress(self.examples)
         if report.verdict == "error" and self.first_error is None:
@@ -312,6 +318,7 @@ def verify(
     directions: int = 16,
     elementwise_limit: int = 32,
     progress: Callable[[int], None] | None = None,
+    deadline: float | None = DEFAULT_DEADLINE,
 ) -> Report:
     """Search shapes and values with hypothesis for a point where ``derivation`` fails.
 
@@ -319,7 +326,9 @@ def verify(
     and reported with the seed that reproduces the search. ``max_examples`` defaults to the
     active hypothesis profile's; ``seed`` to a random one (0 under a derandomized profile).
     ``progress`` is called with the number of examples tried after each one; without it,
-    inside Jupyter, a progress bar is shown. The other options are those of ``check``.
+    inside Jupyter, a progress bar is shown. A forward or backward call past ``deadline``
+    seconds fails the derivation with a ``timeout`` problem (None: no limit). The other
+    options are those of ``check``.
 
     >>> from gradcheck.derivations import BUILTINS
     >>> verify(BUILTINS[0], max_examples=5, seed=0).ok
@@ -335,6 +344,22 @@ def verify(
         make_options(dtype, directions, elementwise_limit, seed),
         agreeing_directions=AGREEING_DIRECTIONS,
     )
+    return guarded_search(
+        derivation.name,
+        options,
+        validated_deadline(deadline),
+        lambda: _verify(derivation, options, budget, progress),
+        reproduce=f"verify({derivation.name}, seed={seed}, max_examples={budget})",
+    )
+
+
+def _verify(
+    derivation: Derivation,
+    options: Options,
+    budget: int,
+    progress: Callable[[int], None] | None,
+) -> Report:
+    seed = options.seed
     started = time.perf_counter()
     bar = notebook_progress(derivation.name, budget) if progress is None else None
     search = _Search(derivation, options, progress if bar is None else bar.update)
@@ -391,9 +416,8 @@ def _search(derivation: Derivation, search: _Search, options: Options, budget: i
         notes = ()
     else:
         report = Report(derivation=derivation.name, verdict="pass", dtype=options.dtype)
-        # What every example says about itself (a check not run, and why) still holds.
-        standing = search.last_report.notes if search.last_report is not None else ()
-        notes = (*standing, f"{tried} examples passed")
+        notes = (f"{tried} examples passed",)
+    notes += tuple(note for note in search.notes if note not in report.notes)
     # a spec that judged by a convention it read off the layer says which (reg * sum(W*W))
     spec_notes = getattr(derivation.forward, "notes", None)
     notes += tuple(spec_notes()) if callable(spec_notes) else ()
@@ -424,6 +448,7 @@ def _signature(report: Report) -> frozenset[tuple[str, str | None]]:
 
 _WHAT = {
     "raised": "the backward raises",
+    "forward_mismatch": "the course forward disagrees with the spec",
     "shape": "{} has the wrong shape",
     "missing": "{} is missing",
     "mismatch": "{} is wrong",

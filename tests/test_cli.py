@@ -45,8 +45,10 @@ def targets(tmp_path: Path) -> dict[str, Path]:
 
 
 def _run(*argv: str) -> tuple[int, str]:
+    # In this process (-j 1): a monkeypatched verify must be the one that runs.
     out = io.StringIO()
-    return main(list(argv), out=out), out.getvalue()
+    in_process = [*argv, "-j", "1"] if argv[0] == "verify" else list(argv)
+    return main(in_process, out=out), out.getvalue()
 
 
 def test_all_passing_exits_0_with_a_table(targets):
@@ -60,7 +62,8 @@ def test_any_failure_exits_1_and_prints_its_report(targets):
     code, out = _run("verify", str(targets["mixed"]), "--max-examples", "20", "--seed", "1")
     assert code == 1
     assert "bad_square FAILED" in out
-    assert f"reproduce: gradcheck verify {targets['mixed']} --seed 1 --max-examples 20" in out
+    # names the failing derivation alone, so that the line reruns one, not the whole file
+    assert f"reproduce: gradcheck verify {targets['mixed']}:bad --seed 1 --max-examples 20" in out
 
 
 def test_json_has_one_result_per_derivation(targets):

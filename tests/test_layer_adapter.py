@@ -154,8 +154,14 @@ def test_a_wrong_forward_fails_even_when_its_backward_is_right():
     report = check(layer, {"x": np.array([[1.0, -2.0]])})
     assert report.verdict == "fail"
     text = str(report)
-    assert "ForwardMismatch: relu_forward_leaky's out does not match the spec forward" in text
+    # The forward's problem, located in the forward, with both values; the backward never ran.
+    assert [p.kind for p in report.problems] == ["forward_mismatch"]
+    assert "relu_forward_leaky's out does not match the spec forward" in text
+    assert "backward raised" not in text
+    assert "in relu_forward_leaky)" in text and "test_layer_adapter.py:" in text
+    assert "At out(0, 1): expected 0 (spec forward), got -0.02." in text
     assert "Mismatched elements: 1 / 2 (50.0%)" in text
+    assert "inf (up to inf allowed)" not in text
 
 
 def test_check_forward_false_judges_the_backward_alone():
@@ -297,13 +303,13 @@ def test_a_course_layer_file_is_checked_in_one_command(tmp_path):
     path = tmp_path / "my_layers.py"
     path.write_text(_learner_file())
     out = io.StringIO()
-    code = main(["verify", str(path), "--seed", "0"], out=out)
+    code = main(["verify", str(path), "--seed", "0", "-j", "1"], out=out)
     text = out.getvalue()
     assert code == 1, text
     assert "gradcheck: conv FAILED (float64)" in text
     assert "params: stride=1, pad=0\n  dims: N=1, C=1, F=1, HH=1, WW=1, H=1, W=1" in text
     assert "gradient for 'x' has shape (1, 1, 0, 0), but 'x' has shape (1, 1, 1, 1)" in text
-    assert "reproduce: gradcheck verify " + str(path) + " --seed 0 --max-examples 100" in text
+    assert "reproduce: gradcheck verify " + str(path) + ":conv --seed 0 --max-examples 100" in text
     assert "1 passed, 1 failed, 0 errors" in text
 
 

@@ -115,3 +115,96 @@ def test_assert_helper_raises_an_assertion_error_with_the_report(pytester: pytes
 def test_importing_the_plugin_does_not_import_torch():
     code = "import sys, gradcheck.plugin, gradcheck; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---- the harness around the verdicts (issue 10) -------------------------------------------
+
+HARNESS = """
+import torch
+from gradcheck import Derivation
+
+def square(x):
+    return (x ** 2).sum()
+
+def make(name, backward, forward=square):
+    return Derivation(name=name, forward=forward, backward=backward,
+                      shapes={"x": ("N",)}, wrt=["x"])
+"""
+
+
+def test_a_spec_error_is_one_message_not_pages_of_internals(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        test_spec=HARNESS + "floaty = make('floaty', lambda x: {'x': 2 * x}, lambda x: 1.5)\n"
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*forward returned float, not a torch.Tensor*"])
+    assert len(result.outlines) <= 40, "\n".join(result.outlines)
+    assert "pluggy/" not in result.stdout.str()  # no frames of its internals
+
+
+def test_two_derivations_with_one_name_are_a_collection_error(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        test_twins=HARNESS
+        + "first = make('twin', lambda x: {'x': 2 * x})\n"
+        + "second = make('twin', lambda x: {'x': 2 * x})\n"
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "--collect-only")
+    result.stdout.fnmatch_lines(["*two Derivations are named 'twin': first and second*"])
+    assert result.ret != 0
+
+
+def test_lists_and_dicts_are_collected_and_imports_are_not(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        layers_here=HARNESS + "shared = make('shared', lambda x: {'x': 2 * x})\n",
+        test_lists=HARNESS
+        + "from layers_here import shared\n"
+        + "LAYERS = [make('in_list', lambda x: {'x': 2 * x})]\n"
+        + "BY_NAME = {'k': make('in_dict', lambda x: {'x': 2 * x})}\n"
+        + "_MUTANTS = [make('private', lambda x: {'x': x})]\n",
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "--collect-only", "-q")
+    result.stdout.fnmatch_lines(["*test_lists.py::in_list", "*test_lists.py::in_dict"])
+    text = result.stdout.str()
+    assert "shared" not in text and "private" not in text
+
+
+def test_the_reproduce_line_carries_dtype_and_max_examples(pytester: pytest.Pytester):
+    pytester.makepyfile(test_wrong=HARNESS + "wrong = make('wrong', lambda x: {'x': x})\n")
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "--gradcheck-seed", "1",
+        "--gradcheck-dtype", "float32", "--gradcheck-max-examples", "7",
+    )  # fmt: skip
+    result.stdout.fnmatch_lines(
+        [
+            "*reproduce: pytest test_wrong.py::wrong --gradcheck-seed 1 "
+            "--gradcheck-max-examples 7 --gradcheck-dtype float32*"
+        ]
+    )
+
+
+def test_a_backward_past_the_deadline_fails_with_a_timeout(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        test_hangs=HARNESS
+        + "def forever(x):\n    while True:\n        pass\n\n"
+        + "hangs = make('hangs', forever)\n"
+    )
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "--gradcheck-deadline", "0.3", "--gradcheck-max-examples", "3"
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*timeout: the backward took*past the deadline of 0.3 s*"])
+
+
+def test_a_slow_search_says_what_it_will_cost(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        test_slow=HARNESS
+        + "import time\n\n"
+        + "def slow(x):\n    time.sleep(1.1)\n    return {'x': 2 * x}\n\n"
+        + "slow_one = make('slow_one', slow)\n"
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "--gradcheck-max-examples", "2")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        ["*slow_one: one example took*--gradcheck-max-examples*smaller dims*"]
+    )

@@ -42,7 +42,21 @@ __all__ = ["ForwardMismatch", "LayerCallError", "course_layer", "course_loss"]
 
 
 class ForwardMismatch(AssertionError):
-    """A course-style forward computed a different ``out`` than the spec forward."""
+    """A course-style forward computed a different ``out`` than the spec forward; it keeps
+    the forward and both outputs, so that the report can locate it and show the values."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        forward: Callable[..., Any] | None = None,
+        expected: np.ndarray | None = None,
+        actual: np.ndarray | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.forward = forward
+        self.expected = expected
+        self.actual = actual
 
 
 class LayerCallError(TypeError):
@@ -74,9 +88,11 @@ def _forward_mismatch_message(
     )
     if mismatch is None:
         return None
+    # A zero spec output allows no relative difference: its "inf (up to inf)" says nothing.
+    lines = [line for line in format_mismatch(mismatch) if "inf" not in line]
     return (
         f"{function}'s {output} does not match the spec forward, so its cache cannot be "
-        "trusted either: " + "; ".join(format_mismatch(mismatch))
+        "trusted either: " + "; ".join(lines)
     )
 
 
@@ -255,7 +271,12 @@ class _CourseBackward:
                 function_name(self.forward), out, reference, dtype, output
             )
             if message is not None:
-                raise ForwardMismatch(message)
+                raise ForwardMismatch(
+                    message,
+                    forward=self.forward,
+                    expected=reference.detach().to(torch.float64).numpy(),
+                    actual=np.asarray(out) if isinstance(out, np.ndarray | np.generic) else None,
+                )
 
 
 def _declare(

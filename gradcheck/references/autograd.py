@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from gradcheck.derivation import DerivationError
+from gradcheck.guard import describe_exit, is_user_exit, user_call
 
 __all__ = ["AutogradResult", "as_tensor", "autograd_gradients", "call_forward"]
 
@@ -51,8 +52,16 @@ def call_forward(
     try:
         # A fresh copy of the params every call: a spec that writes into a dict param
         # (a running statistic, a counter) must not reach the caller's declaration.
-        output = forward(**tensors, **(copy.deepcopy(dict(params)) if params else {}))
-    except Exception as exc:  # the spec is user code: any failure is a declaration problem
+        with user_call("forward"):
+            output = forward(**tensors, **(copy.deepcopy(dict(params)) if params else {}))
+    except BaseException as exc:  # the spec is user code: any failure is a declaration problem
+        if not isinstance(exc, Exception):
+            if not is_user_exit(exc):
+                raise  # Ctrl-C, or past the deadline: the run stops or the search does
+            raise DerivationError(
+                f"Derivation {name!r}: {describe_exit('forward', exc)}; a forward must "
+                "return its output, never end the process."
+            ) from None
         raise DerivationError(
             f"Derivation {name!r}: forward raised {type(exc).__name__}: {exc}. The forward is "
             "called with float64 torch tensors as keyword arguments, one per name in shapes."
