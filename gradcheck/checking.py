@@ -689,7 +689,9 @@ def check(
     options = make_options(dtype, directions, elementwise_limit, seed)
     point, sizes, params = validated_point(derivation, inputs)
     report = evaluate(derivation, point, sizes, options, grad_output, params)
-    return with_diagnoses(derivation, report)
+    from gradcheck.explain_failure import explain_failure  # it builds on this module
+
+    return explain_failure(derivation, with_diagnoses(derivation, report), options)
 
 
 def with_diagnoses(derivation: Derivation, report: Report) -> Report:

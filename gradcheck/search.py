@@ -33,6 +33,7 @@ from gradcheck.checking import (
     with_diagnoses,
 )
 from gradcheck.derivation import Derivation, DerivationError
+from gradcheck.explain_failure import explain_failure
 from gradcheck.report import Example, Problem, Report
 from gradcheck.strategies import dim_range, examples, inputs, seeded_inputs
 
@@ -272,6 +273,7 @@ def verify(
         report = with_diagnoses(derivation, report)
         shapes = tuple(search.shape_diagnoses(failing, report))
         report = replace(report, diagnoses=report.diagnoses + shapes)
+        report = explain_failure(derivation, report, options)
         tried = search.examples
         notes = (f"failure found and shrunk over {tried} examples",)
     elif search.first_error is not None:

@@ -26,7 +26,8 @@ import torch
 
 from gradcheck.compare import compare
 from gradcheck.derivation import Derivation, DerivationError, DimRange, IntegerRange
-from gradcheck.messages import format_mismatch
+from gradcheck.diagnose import constant_ratio
+from gradcheck.messages import format_mismatch, format_ratio
 from gradcheck.references.autograd import as_tensor
 from gradcheck.tolerances import for_dtype
 
@@ -197,7 +198,7 @@ def _forward_mismatch_message(
     return (
         f"{function}'s out does not match the spec forward, so its cache cannot be trusted "
         "either: " + "; ".join(format_mismatch(mismatch))
-    )
+    ) + format_ratio(constant_ratio(actual, reference, rtol=for_dtype(name).rtol))
 
 
 def _unit_seed(out: Any) -> np.ndarray:
