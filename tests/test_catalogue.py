@@ -20,11 +20,11 @@ def reports():
 
 def _report(entry, reports):
     if entry.label not in reports:
-        reports[entry.label] = verify(entry.derivation, seed=0, max_examples=25)
+        reports[entry.label] = verify(entry.derivation, seed=0, max_examples=10)
     return reports[entry.label]
 
 
-@pytest.mark.parametrize("entry", CATALOGUE, ids=lambda e: e.label)
+@pytest.mark.parametrize("entry", [e for e in CATALOGUE if e.in_suite], ids=lambda e: e.label)
 def test_a_known_mistake_is_named_and_nothing_false_is_said(entry, reports):
     report = _report(entry, reports)
     assert report.verdict == "fail", str(report)
