@@ -33,6 +33,8 @@ __all__ = ["confirm", "findings_at"]
 # points are tried to find them.
 MIN_FAILING_POINTS = 2
 MAX_POINTS = 6
+# Dims are grown for new points only up to this size (the default range's top).
+GROW_UP_TO = 16
 
 
 def findings_at(derivation: Derivation, report: Report) -> list[Finding]:
@@ -80,13 +82,16 @@ def _larger_sizes(
     params: Mapping[str, Any],
     rng: np.random.Generator,
 ) -> dict[str, int]:
-    """Every dim at least its size in the example, drawn up to its range's top (capped at
-    twice the size plus two, to keep the points cheap)."""
+    """Every dim at least its size in the example, drawn up to its range's top, capped at
+    twice the size plus two and at ``GROW_UP_TO``: a dim already larger (a check at the
+    seeds' size, N=64, D_in=1000) stays as it is, so that confirming costs a few points of
+    the example's own size, not of twice it."""
     drawn: dict[str, int] = {}
     for dim in derivation.dim_ranges:
         low, high = dim_range(derivation, dim, {**params, **sizes, **drawn})
         start = min(max(low, sizes[dim]), high)
-        drawn[dim] = int(rng.integers(start, min(high, 2 * start + 2) + 1))
+        top = min(high, max(start, min(2 * start + 2, GROW_UP_TO)))
+        drawn[dim] = int(rng.integers(start, top + 1))
     return drawn
 
 
@@ -174,12 +179,16 @@ def _shape_claim_holds(
     derivation: Derivation, report: Report, options: Options, claim: str
 ) -> bool:
     """The search's size claims, re-tested with the other dims drawn anew: 'only from N = k'
-    must fail at k and pass at k - 1; 'only when D = 1' must fail at 1 and pass at 2."""
+    must fail at k, k + 1 and k + 2 and pass at k - 1; 'only when D = 1' must fail at 1 and
+    pass at 2 (sizes outside the declared range are left out)."""
     rng = np.random.default_rng(options.seed + 13)
     only_from = _ONLY_FROM.search(claim)
     if only_from is not None:
         dim, size = only_from.group(1), int(only_from.group(2))
-        changes = [({dim: size}, True), ({dim: size - 1}, False)] * 2
+        # "From k" means every larger size fails too, not only k (a size rounded up by
+        # round() fails at some sizes and not at the next).
+        changes = [({dim: size}, True), ({dim: size - 1}, False), ({dim: size + 1}, True),
+                   ({dim: size + 2}, True)] * 2  # fmt: skip
     else:
         when = _ONLY_WHEN_ONE.search(claim)
         if when is None:
@@ -187,15 +196,20 @@ def _shape_claim_holds(
         dims = [part.split(" = ")[0] for part in when.group(1).split(" or ")]
         changes = [(change, fails) for dim in dims for change, fails in
                    (({dim: 1}, True), ({dim: 2}, False))] * 2  # fmt: skip
-    seen = 0
+    # A size that should pass must pass at every point; one that should fail must fail at
+    # one point at least (a random point may not show the bug: a row of h all below zero).
+    failed: dict[tuple[tuple[str, int], ...], bool] = {}
     for change, should_fail in changes:
         outcome = _holds(derivation, report, options, change, rng)
         if outcome is None:
             continue
-        if outcome != should_fail:
+        if outcome and not should_fail:
             return False
-        seen += 1
-    return seen >= 2
+        key = tuple(sorted(change.items()))
+        failed[key] = failed.get(key, False) or outcome
+    should = {tuple(sorted(c.items())) for c, fails in changes if fails}
+    tested_fail = [key for key in failed if key in should]
+    return len(failed) >= 2 and bool(tested_fail) and all(failed[key] for key in tested_fail)
 
 
 def _is_shape_claim(text: str) -> bool:
