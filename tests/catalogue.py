@@ -42,8 +42,8 @@ class Entry:
     must_not_name: tuple[str, ...] = ()
     # The "First wrong line" the report must point at: a fragment of that line's source.
     wrong_line: str | None = None
-    # False where the search alone costs seconds and tests/test_diagnose.py already holds
-    # the report to the same name: scored by ``score``, not run again by the suite.
+    # False where tests/test_diagnose.py already verifies the derivation and holds its report
+    # to these labels (``entry_for``): scored by ``score``, not verified a second time.
     in_suite: bool = True
 
 
@@ -320,27 +320,27 @@ CATALOGUE = (
           must_name=("'weight' used transposed",), must_not_name=_others(TRANSPOSED),
           wrong_line="grad_x = grad_output @ weight"),
     Entry("conv output size with round()", conv_rounded, must_not_name=EVERY_CLAIM),
-    Entry("factor 2 missing", mutants.missing_factor_two_net,
+    Entry("factor 2 missing", mutants.missing_factor_two_net, in_suite=False,
           must_name=("off by a constant factor: hand = 1/2",), must_not_name=_others(FACTOR)),
-    Entry("a sum for a mean", mutants.mean_loss_summed_gradient,
+    Entry("a sum for a mean", mutants.mean_loss_summed_gradient, in_suite=False,
           must_name=("off by a constant factor: hand = N",), must_not_name=_others(FACTOR)),
-    Entry("sign flipped", mutants.flipped_sign_net,
+    Entry("sign flipped", mutants.flipped_sign_net, in_suite=False,
           must_name=("'w2' has its sign flipped",), must_not_name=_others(SIGN)),
-    Entry("grad_weight transposed", mutants.transposed_weight,
+    Entry("grad_weight transposed", mutants.transposed_weight, in_suite=False,
           must_name=("'weight' is transposed",), must_not_name=_others(TRANSPOSED)),
-    Entry("seed 001: mask from grad_h", mutants.seed001_mask_from_gradient,
+    Entry("seed 001: mask from grad_h", mutants.seed001_mask_from_gradient, in_suite=False,
           must_name=(WRONG_TENSOR,), must_not_name=_others(WRONG_TENSOR, WRONG_SIDE),
           wrong_line="grad_h[grad_h < 0] = 0"),
-    Entry("seed 001 in torch", mutants.seed001_mask_from_gradient_torch,
+    Entry("seed 001 in torch", mutants.seed001_mask_from_gradient_torch, in_suite=False,
           must_name=(WRONG_TENSOR,), must_not_name=_others(WRONG_TENSOR, WRONG_SIDE),
           wrong_line="grad_h[grad_h < 0] = 0"),
-    Entry("missing ReLU mask", mutants.missing_relu_mask_net,
+    Entry("missing ReLU mask", mutants.missing_relu_mask_net, in_suite=False,
           must_name=(MASKS_LEFT_OUT,),
           must_not_name=_others(MASKS_LEFT_OUT, MASK_NOT_APPLIED, WRONG_SIDE)),
-    Entry("seed 004: stale w2", mutants.seed004_stale_w2,
+    Entry("seed 004: stale w2", mutants.seed004_stale_w2, in_suite=False,
           must_name=(STALE, "w2 - 0.01 * grad_w2"), must_not_name=_others(STALE),
           wrong_line="updated_w2 = w2 - learning_rate * grad_w2"),
-    Entry("seed 002: squeeze", mutants.seed002_squeeze,
+    Entry("seed 002: squeeze", mutants.seed002_squeeze, in_suite=False,
           must_name=(SQUEEZE,), must_not_name=_others(SQUEEZE)),
     Entry("wrong only from N = 13", mutants.large_batch_only_net,
           must_name=("fails only from N = 13",),
@@ -358,6 +358,11 @@ CATALOGUE = (
           must_name=("off by a constant factor: hand = 1/2",), must_not_name=_others(FACTOR),
           wrong_line="grad_pred = pred"),
 )  # fmt: skip
+
+
+def entry_for(derivation: Derivation) -> Entry | None:
+    """The catalogue's entry for ``derivation``, if it has one."""
+    return next((entry for entry in CATALOGUE if entry.derivation is derivation), None)
 
 
 def score(entries=CATALOGUE, *, seed: int = 0, max_examples: int = 50) -> dict[str, list[str]]:
