@@ -919,7 +919,9 @@ def check(
 
     def run() -> Report:
         report = evaluate(derivation, point, sizes, options, grad_output, params)
-        return with_diagnoses(derivation, report)
+        from gradcheck.explain_failure import explain_failure  # it builds on this module
+
+        return explain_failure(derivation, with_diagnoses(derivation, report), options)
 
     return guarded_search(derivation.name, options, validated_deadline(deadline), run)
 

@@ -6,7 +6,9 @@ Each hypothesis is a changed backward for one kind of op in the spec, applied wi
 - ReLU masks taken from the incoming gradient's sign instead of the ReLU's input (seed 001);
 - ReLU masks left out;
 - a weight used in a matmul's backward after it was updated, ``w - lr * grad_w`` instead of
-  ``w`` (seed 004); linear in ``lr``, which is fitted.
+  ``w`` (seed 004); linear in ``lr``, which is fitted;
+- a square weight used transposed in a matmul's backward, ``grad @ w`` for ``grad @ w.T``
+  (the shapes cannot tell).
 
 A hypothesis is reported only when it reproduces the hand gradient of every parameter to
 the comparison's tolerance while the true reference does not: a real computation, never a
@@ -23,11 +25,12 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from gradcheck.derivation import Derivation
+from gradcheck.diagnose import Finding
 from gradcheck.references.autograd import autograd_gradients
 from gradcheck.report import Example, GradientPair
 from gradcheck.tolerances import Tolerance
 
-__all__ = ["explain"]
+__all__ = ["explain", "explain_findings"]
 
 _RELU_FUNCS = {torch.relu, torch.nn.functional.relu, torch.Tensor.relu}
 _CLAMP_FUNCS = {torch.clamp, torch.Tensor.clamp, torch.clamp_min, torch.Tensor.clamp_min}
@@ -157,6 +160,16 @@ def explain(
     tolerance: Tolerance,
 ) -> list[str]:
     """The mistakes, among those known here, that reproduce the hand gradients exactly."""
+    return [finding.text for finding in explain_findings(derivation, example, pairs, tolerance)]
+
+
+def explain_findings(
+    derivation: Derivation,
+    example: Example,
+    pairs: Mapping[str, GradientPair],
+    tolerance: Tolerance,
+) -> list[Finding]:
+    """``explain``'s mistakes with the keys that confirmation compares across points."""
     if not pairs:
         return []
     try:
@@ -170,21 +183,46 @@ def _explain(
     example: Example,
     pairs: Mapping[str, GradientPair],
     tolerance: Tolerance,
-) -> list[str]:
+) -> list[Finding]:
     found = []
     if _matches(pairs, _gradients_with(derivation, example, _Mistake(relu=_MaskFromGradient)),
                 tolerance):  # fmt: skip
-        found.append(
+        found.append(Finding(("mask_from_gradient",), (
             "the hand gradients equal autograd's with each ReLU mask taken from the sign of "
             "the incoming gradient instead of the ReLU's input: the mask comes from the wrong "
             "tensor (seed 001's grad_h[grad_h < 0] = 0 should be grad_h[h < 0] = 0)"
-        )
+        ), claim=True))  # fmt: skip
     if _matches(pairs, _gradients_with(derivation, example, _Mistake(relu=_NoMask)), tolerance):
-        found.append(
+        found.append(Finding(("no_mask",), (
             "the hand gradients equal autograd's with the ReLU masks left out: the gradient "
             "flows through inactive units (a missing grad_h[h < 0] = 0)"
-        )
+        ), claim=True))  # fmt: skip
+    found.extend(_transposed_weights(derivation, example, pairs, tolerance))
     found.extend(_stale_weights(derivation, example, pairs, tolerance))
+    return found
+
+
+def _transposed_weights(
+    derivation: Derivation,
+    example: Example,
+    pairs: Mapping[str, GradientPair],
+    tolerance: Tolerance,
+) -> list[Finding]:
+    found = []
+    for weight in derivation.shapes:
+        value = example.inputs[weight]
+        if value.ndim != 2 or value.shape[0] != value.shape[1] or value.shape[0] < 2:
+            continue
+        if not np.issubdtype(value.dtype, np.floating):
+            continue
+        mistake = _Mistake(stale_name=weight, stale_used=torch.from_numpy(value.T.copy()))
+        if _matches(pairs, _gradients_with(derivation, example, mistake), tolerance):
+            found.append(Finding(("transposed_use", weight), (
+                f"the hand gradients equal autograd's with {weight!r} used transposed where "
+                f"the gradient flows back through ... @ {weight}: grad @ {weight} where it "
+                f"should be grad @ {weight}.T; {weight!r} is square, so the shapes cannot "
+                "tell"
+            ), claim=True))  # fmt: skip
     return found
 
 
@@ -193,7 +231,7 @@ def _stale_weights(
     example: Example,
     pairs: Mapping[str, GradientPair],
     tolerance: Tolerance,
-) -> list[str]:
+) -> list[Finding]:
     found = []
     for weight in derivation.wrt:
         if weight not in pairs or np.ndim(example.inputs[weight]) != 2:
@@ -214,10 +252,12 @@ def _stale_weights(
         predicted = {name: pairs[name].reference - rate * shift[name] for name in pairs}
         if _matches(pairs, predicted, tolerance):
             affected = [n for n in pairs if np.any(shift[n] != 0)]
-            found.append(
+            # The fitted rate is a free parameter: only the same rate everywhere confirms it.
+            key = ("stale", weight, f"{rate:.3g}")
+            found.append(Finding(key, (
                 f"the gradient of {', '.join(map(repr, affected))} equals autograd's taken "
                 f"through {weight} - {rate:.3g} * grad_{weight}: {weight!r} was updated "
                 "before it was used to back-propagate (stale weights, seed 004); compute "
                 "every gradient before updating any parameter"
-            )
+            ), claim=True))  # fmt: skip
     return found

@@ -8,11 +8,41 @@ numbers fit it to within the comparison's own tolerance; otherwise nothing is sa
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
 
-__all__ = ["clean_factor", "describe_factor", "diagnose_gradient"]
+__all__ = [
+    "Finding",
+    "clean_factor",
+    "constant_ratio",
+    "describe_factor",
+    "describe_ratio",
+    "diagnose_gradient",
+    "gradient_findings",
+]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing a report can say about a wrong gradient at one point.
+
+    ``key`` is what must recur at other failing points for a ``claim`` (a named mechanism:
+    a factor, a sign, a mask) to be confirmed; an observation (``claim=False``) describes
+    this point only. ``said=False`` marks a claim this point is compatible with but cannot
+    show (every element wrong and of one sign), or the fallback observation printed when
+    nothing else about ``parameter`` survives confirmation."""
+
+    key: tuple[str, ...]
+    text: str
+    claim: bool
+    parameter: str | None = None
+    said: bool = True
+    # (key, text) of the same claim read another way at this point: a factor 1/2 at N=2 is
+    # also 1/N; whichever holds at every point is the one said.
+    alternatives: tuple[tuple[tuple[str, ...], str], ...] = ()
+
 
 # A factor is "clean" when the hand gradient equals it times the reference to this
 # relative accuracy: far below any bug, far above float64 rounding of the products.
@@ -35,6 +65,68 @@ def clean_factor(factor: float, dims: Mapping[str, int]) -> str | None:
     if fraction.numerator != 0 and np.isclose(float(fraction), factor, rtol=FACTOR_RTOL, atol=0):
         return str(fraction.numerator) if fraction.denominator == 1 else str(fraction)
     return None
+
+
+def factor_label(factor: float, dims: Mapping[str, int]) -> str | None:
+    """The factor without the sizes: ``1/N`` at N=4 and at N=7 alike; None if not clean."""
+    clean = clean_factor(factor, dims)
+    return None if clean is None else clean.split(" (")[0]
+
+
+# Ratios a wrong loss value is known to come from: a logarithm of the wrong base.
+KNOWN_RATIOS = (
+    (1 / np.log(10), "1/ln 10: a log10 where the spec has a natural log"),
+    (np.log(10), "ln 10: a natural log where the spec has a log10"),
+    (1 / np.log(2), "1/ln 2: a log2 where the spec has a natural log"),
+    (np.log(2), "ln 2: a natural log where the spec has a log2"),
+)
+
+
+def describe_ratio(ratio: float) -> str | None:
+    """What a constant ratio between a computed value and the spec's names, if anything:
+    ``0.434294 (1/ln 10: a log10 where the spec has a natural log)``, ``1/2``."""
+    for known, meaning in KNOWN_RATIOS:
+        if np.isclose(ratio, known, rtol=FACTOR_RTOL, atol=0):
+            return f"{ratio:.6g} ({meaning})"
+    fraction = Fraction(ratio).limit_denominator(4)
+    if fraction not in (0, 1) and np.isclose(float(fraction), ratio, rtol=FACTOR_RTOL, atol=0):
+        return str(fraction)
+    return None
+
+
+def constant_ratio(value: np.ndarray, reference: np.ndarray, *, rtol: float) -> float | None:
+    """The r with value = r * reference at every element, to ``rtol``; None if none (or
+    if the reference is zero anywhere, where no ratio is defined)."""
+    if reference.size == 0 or not np.all(reference != 0):
+        return None
+    ratios = np.asarray(value, dtype=np.float64) / reference
+    ratio = float(np.median(ratios))
+    if ratio == 0 or not np.allclose(ratios, ratio, rtol=rtol, atol=0):
+        return None
+    return ratio
+
+
+def _factor_finding(name: str, factor: float, dims: Mapping[str, int]) -> Finding:
+    """A factor, keyed by its value and, where a dim has that size, by the dim too."""
+
+    def said(label: str) -> str:
+        return f"{name!r} is off by a constant factor: hand = {label} x reference"
+
+    plain = Fraction(factor).limit_denominator(16)
+    if plain.numerator != 0 and np.isclose(float(plain), factor, rtol=FACTOR_RTOL, atol=0):
+        value = str(plain)
+    else:
+        value = f"{factor:.6g}"
+    label = factor_label(factor, dims)
+    dim_reading = label is not None and any(dim in label for dim in dims)
+    alternatives = ((("factor", name, label or ""), said(describe_factor(factor, dims))),)
+    return Finding(
+        ("factor", name, value),
+        said(value),
+        claim=True,
+        parameter=name,
+        alternatives=alternatives if dim_reading else (),
+    )
 
 
 def _factor(hand: np.ndarray, reference: np.ndarray) -> float | None:
@@ -66,23 +158,23 @@ def _leading_block(bad: np.ndarray, axis: int) -> str | None:
     return None
 
 
-def _sign_pattern(
+def _sign_patterns(
     bad: np.ndarray, reference_nonzero: np.ndarray, inputs: Mapping[str, np.ndarray]
-) -> str | None:
-    """'wrong only where x < 0' when the wrong elements are exactly those of one sign."""
+) -> list[tuple[str, str, bool]]:
+    """(input, side, shown) for 'wrong only where x < 0': the wrong elements are exactly
+    those of one sign. Where every element has that sign and every element is wrong, the
+    point is compatible with the pattern but cannot show it (``shown`` False)."""
+    found = []
     for name, value in inputs.items():
         if value.shape != bad.shape or not np.issubdtype(value.dtype, np.floating):
             continue
         for label, side in (("< 0", value < 0), ("> 0", value > 0)):
-            if side.all() or not side.any():
+            if not side.any() or not bad.any():
                 continue
             # Where the reference is zero a wrong mask can go unseen: compare where it is not.
-            if np.array_equal(bad & reference_nonzero, side & reference_nonzero) and bad.any():
-                return (
-                    f"wrong only where {name} {label}: a mask taken from the wrong tensor, "
-                    "or from the wrong side of the hinge"
-                )
-    return None
+            if np.array_equal(bad & reference_nonzero, side & reference_nonzero):
+                found.append((name, label, not side.all()))
+    return found
 
 
 def diagnose_gradient(
@@ -95,12 +187,28 @@ def diagnose_gradient(
     dims: Mapping[str, int],
 ) -> list[str]:
     """What the difference between ``hand`` and ``reference`` looks like, in words."""
+    found = gradient_findings(name, hand, reference, allowed, inputs=inputs, dims=dims)
+    return [finding.text for finding in found if finding.said]
+
+
+def gradient_findings(
+    name: str,
+    hand: np.ndarray,
+    reference: np.ndarray,
+    allowed: np.ndarray,
+    *,
+    inputs: Mapping[str, np.ndarray],
+    dims: Mapping[str, int],
+) -> list[Finding]:
+    """``diagnose_gradient``'s findings with the keys that confirmation compares."""
     bad = ~(np.abs(hand - reference) <= allowed)
     if not bad.any():
         return []
     reference_nonzero = np.abs(reference) > allowed
     if not hand.any():
-        return [f"{name!r} is zero everywhere, but the reference is not"]
+        text = f"{name!r} is zero everywhere, but the reference is not"
+        return [Finding(("zero", name), text, claim=False, parameter=name)]
+    findings = []
     factor = _factor(hand, reference)
     # With one non-zero element any error is "a factor": say so only for a slip's factor.
     if (
@@ -111,40 +219,45 @@ def diagnose_gradient(
         factor = None
     if factor is not None and np.isclose(factor, 1.0, rtol=FACTOR_RTOL, atol=0):
         factor = None  # the differences are rounding-sized: no factor to name
-    if factor is not None:
-        if np.isclose(factor, -1.0, rtol=FACTOR_RTOL, atol=0):
-            return [f"{name!r} has its sign flipped: hand = -reference"]
-        return [
-            f"{name!r} is off by a constant factor: hand = {describe_factor(factor, dims)} "
-            "x reference"
-        ]
+    if factor is not None and np.isclose(factor, -1.0, rtol=FACTOR_RTOL, atol=0):
+        text = f"{name!r} has its sign flipped: hand = -reference"
+        findings.append(Finding(("sign", name), text, claim=True, parameter=name))
+    elif factor is not None:
+        findings.append(_factor_finding(name, factor, dims))
     if (
         hand.ndim == 2
         and hand.shape[0] == hand.shape[1]
         and np.all(np.abs(hand - reference.T) <= allowed.T)
     ):
-        return [
+        text = (
             f"{name!r} is transposed: hand = reference.T (a product written in the wrong "
             "order, e.g. grad.T @ x for x.T @ grad)"
-        ]
-    findings = []
+        )
+        findings.append(Finding(("transposed", name), text, claim=True, parameter=name))
     leaked = bad & (reference == 0)
     if np.array_equal(leaked, bad):
-        findings.append(
+        text = (
             f"{name!r} is non-zero at {int(leaked.sum())} of {bad.size} elements where the "
             "reference is exactly zero, and right elsewhere: a mask that is not applied"
         )
+        findings.append(Finding(("leak", name), text, claim=True, parameter=name))
     zeroed = bad & (hand == 0) & reference_nonzero
     if zeroed.any() and np.array_equal(zeroed, bad):
-        findings.append(
+        text = (
             f"{name!r} is zero at {int(zeroed.sum())} of {bad.size} elements where the "
             "reference is not, and right elsewhere"
         )
-    pattern = _sign_pattern(bad, reference_nonzero, inputs)
-    if pattern is None:
-        pattern = _leading_block(bad, 0) or _leading_block(bad, 1)
-    if pattern is not None:
-        findings.append(f"{name!r}: {pattern}")
-    elif not findings and (~bad).any():
-        findings.append(f"{name!r} is right for {int((~bad).sum())} of {bad.size} elements only")
+        findings.append(Finding(("zeroed", name), text, claim=False, parameter=name))
+    for source, side, shown in _sign_patterns(bad, reference_nonzero, inputs):
+        text = f"{name!r} is wrong only where {source} {side}, and right elsewhere"
+        findings.append(
+            Finding(("side", name, source, side), text, claim=True, parameter=name, said=shown)
+        )
+    block = _leading_block(bad, 0) or _leading_block(bad, 1)
+    if block is not None and not any(f.said for f in findings):
+        findings.append(Finding(("block", name), f"{name!r}: {block}", claim=False, parameter=name))
+    if (~bad).any():
+        text = f"{name!r} is right for {int((~bad).sum())} of {bad.size} elements only"
+        said = not any(f.said for f in findings)
+        findings.append(Finding(("observed", name), text, claim=False, parameter=name, said=said))
     return findings

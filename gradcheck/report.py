@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from gradcheck.compare import Mismatch
+from gradcheck.messages import format_report
 
 if TYPE_CHECKING:
     from gradcheck.special_values import Special
 
-__all__ = ["Example", "GradientPair", "Problem", "Report", "Verdict"]
+__all__ = ["Example", "GradientPair", "Localization", "Problem", "Report", "Verdict"]
 
 Verdict = Literal["pass", "fail", "error", "inconclusive"]
 
@@ -71,6 +72,33 @@ class GradientPair:
 
 
 @dataclass(frozen=True)
+class Localization:
+    """The first line of the hand backward whose value goes wrong (``localize.py``).
+
+    ``file``, ``line``, ``variable``, ``expected`` and ``detail`` are the JSON contract;
+    ``code`` is the line's source, ``matched`` the values before it that matched the spec
+    (``"grad_y_pred = dL/dy_pred"``) and ``matched_lines`` the lines they were set on."""
+
+    file: str
+    line: int
+    variable: str
+    expected: str
+    detail: str
+    code: str = ""
+    matched: tuple[str, ...] = ()
+    matched_lines: tuple[int, int] | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "line": self.line,
+            "variable": self.variable,
+            "expected": self.expected,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True)
 class Report:
     """The outcome of ``check`` (one point) or ``verify`` (a search); ``str()`` explains it."""
 
@@ -88,6 +116,7 @@ class Report:
     gradients: Mapping[str, GradientPair] = field(default_factory=dict)
     diagnoses: tuple[str, ...] = ()
     reproduce: str | None = None
+    localization: Localization | None = None  # on a failure, where it first goes wrong
 
     @property
     def ok(self) -> bool:
@@ -95,8 +124,6 @@ class Report:
         return self.verdict in ("pass", "inconclusive")
 
     def __str__(self) -> str:
-        from gradcheck.messages import format_report
-
         return format_report(self)
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:

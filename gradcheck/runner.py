@@ -76,6 +76,9 @@ class Outcome:
                 ],
                 diagnoses=list(self.report.diagnoses),
             )
+            if self.report.verdict == "fail":
+                found = self.report.localization
+                entry["localization"] = None if found is None else found.as_json()
         return entry
 
 

@@ -34,6 +34,7 @@ from gradcheck.checking import (
     with_diagnoses,
 )
 from gradcheck.derivation import Derivation, DerivationError
+from gradcheck.explain_failure import explain_failure
 from gradcheck.guard import DEFAULT_DEADLINE, CallTimeout, guarded_search, validated_deadline
 from gradcheck.progress import notebook_progress
 from gradcheck.report import Example, Problem, Report
@@ -403,6 +404,7 @@ def _search(derivation: Derivation, search: _Search, options: Options, budget: i
         if report.verdict == "fail":
             shapes = tuple(search.shape_diagnoses(failing, report))
             report = replace(report, diagnoses=report.diagnoses + shapes)
+        report = explain_failure(derivation, report, options)
         tried = search.examples
         what = "failure found" if report.verdict == "fail" else "found"
         notes = (f"{what} and shrunk over {tried} examples",)

@@ -10,12 +10,18 @@ from gradcheck import Derivation, check, verify
 from gradcheck.derivations import BUILTINS
 from gradcheck.diagnose import clean_factor, describe_factor, diagnose_gradient
 from tests import mutants
+from tests.catalogue import entry_for
 
 
 def _diagnoses(derivation) -> str:
     report = verify(derivation)
     assert report.verdict == "fail", str(report)
-    return "\n".join(report.diagnoses)
+    said = "\n".join(report.diagnoses)
+    entry = entry_for(derivation)  # held to the catalogue's labels here, verified once
+    if entry is not None:
+        assert not [claim for claim in entry.must_not_name if claim in said], str(report)
+        assert all(name in said for name in entry.must_name), str(report)
+    return said
 
 
 def _elementwise(backward, name):

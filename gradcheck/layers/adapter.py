@@ -24,6 +24,7 @@ import torch
 
 from gradcheck.compare import compare
 from gradcheck.derivation import Derivation, DerivationError, DimRange, IntegerRange
+from gradcheck.diagnose import constant_ratio
 from gradcheck.layers.declaration import (
     fixed_settings,
     function_name,
@@ -34,7 +35,7 @@ from gradcheck.layers.declaration import (
     require_callable,
     require_names,
 )
-from gradcheck.messages import format_mismatch
+from gradcheck.messages import format_mismatch, format_ratio
 from gradcheck.references.autograd import as_tensor
 from gradcheck.tolerances import for_dtype
 
@@ -93,7 +94,7 @@ def _forward_mismatch_message(
     return (
         f"{function}'s {output} does not match the spec forward, so its cache cannot be "
         "trusted either: " + "; ".join(lines)
-    )
+    ) + format_ratio(constant_ratio(actual, reference, rtol=for_dtype(name).rtol))
 
 
 def _unit_seed(out: Any) -> np.ndarray:

@@ -1,0 +1,655 @@
+"""The first wrong line of a hand backward: trace it, and hold each value to the spec's.
+
+On the failing example:
+
+1. the hand backward runs under ``sys.settrace``; after every line of the user's own code
+   (not numpy's, torch's or gradcheck's machinery) each local float array that is new or
+   changed, in place included, is recorded;
+2. the spec runs under a ``TorchFunctionMode`` that records every intermediate tensor, and
+   autograd gives the gradient of the loss with respect to each (``dL/dh``), and to each
+   input;
+3. each recorded value is matched by shape and value to those: a forward value (``h``,
+   ``h_relu``) or a gradient (``grad_y_pred = dL/dy_pred``);
+4. a line is blamed when its new value matches nothing, every array the line reads matched
+   something (the lines before it were right), and putting the spec's value there instead,
+   with the rest of the backward run as written, makes every returned gradient right. That
+   last test is what makes it a finding rather than a guess: when no line passes all three,
+   the answer is None.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import copy
+import functools
+import linecache
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from types import FrameType
+from typing import Any
+
+import numpy as np
+import torch
+from torch.overrides import TorchFunctionMode
+
+from gradcheck.backward import DTYPES, single_threaded_blas
+from gradcheck.derivation import Derivation
+from gradcheck.references.autograd import as_tensor
+from gradcheck.report import Example, Localization, Report
+from gradcheck.tolerances import for_dtype
+
+__all__ = ["localize"]
+
+# Line events after which tracing gives up (a backward looping over a large example).
+MAX_LINE_EVENTS = 50_000
+# Substitutions tried before giving up: each reruns the backward.
+MAX_TRIALS = 40
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+# gradcheck's own hand derivations are user code like any other; the rest is machinery.
+_USER_CODE_IN_PACKAGE = tuple(
+    os.path.join(_PACKAGE, *part)
+    for part in (
+        ("derivations",),
+        ("layers", "dense.py"),
+        ("layers", "convolution.py"),
+        ("layers", "normalization.py"),
+        ("layers", "losses.py"),
+        ("training", "systems"),
+    )
+)
+_LIBRARIES = tuple(
+    {os.path.dirname(os.path.abspath(module.__file__ or "")) for module in (np, torch, os)}
+)
+
+
+def _is_user_code(filename: str) -> bool:
+    if filename.startswith("<"):
+        return False
+    path = os.path.abspath(filename)
+    if path.startswith(_USER_CODE_IN_PACKAGE):
+        return True
+    if path.startswith(_PACKAGE):
+        return False
+    return not path.startswith(_LIBRARIES) and "site-packages" not in path
+
+
+# -- the spec: its intermediates and autograd's gradient of the loss for each ---------------
+
+
+@dataclass
+class Quantity:
+    """A value of the spec: a forward value, or dL/d of one (``forward`` set)."""
+
+    value: np.ndarray
+    op: str  # the input's name, or the op that computed it
+    operands: tuple[Quantity | str, ...] = ()
+    operator: str | None = None  # "@" for a matmul: written between its two operands
+    name: str | None = None  # the user's local it was first matched to
+    forward: Quantity | None = None
+
+    def describe(self) -> str:
+        if self.forward is not None:
+            inner = self.forward.label()
+            return f"dL/d{inner}" if inner.isidentifier() else f"dL/d({inner})"
+        return self.label()
+
+    def label(self, depth: int = 0) -> str:
+        if self.name is not None:
+            return self.name
+        if not self.operands:
+            return self.op
+        if depth > 2:
+            return "..."
+        parts = [o if isinstance(o, str) else o.label(depth + 1) for o in self.operands]
+        parts = [f"({p})" if " " in p and self.operator is not None else p for p in parts]
+        if self.operator is not None and len(parts) == 2:
+            return f"{parts[0]} {self.operator} {parts[1]}"
+        return f"{self.op}({', '.join(parts[:1])})"
+
+
+_OPERATORS = {"matmul": "@", "mm": "@", "add": "+", "sub": "-", "rsub": "-", "mul": "*",
+              "div": "/", "truediv": "/", "pow": "**"}  # fmt: skip
+
+
+class _Recorder(TorchFunctionMode):
+    """Keeps every floating-point tensor the spec computes, with how it was computed."""
+
+    def __init__(self, leaves: Mapping[str, torch.Tensor]) -> None:
+        super().__init__()
+        self.quantities: dict[int, tuple[torch.Tensor, Quantity]] = {}
+        for name, tensor in leaves.items():
+            quantity = Quantity(np.zeros(0), name, name=name)
+            self.quantities[id(tensor)] = (tensor, quantity)
+
+    def _operand(self, arg: Any) -> Quantity | str:
+        if isinstance(arg, torch.Tensor):
+            return self.quantities[id(arg)][1] if id(arg) in self.quantities else "..."
+        return f"{arg:g}" if isinstance(arg, int | float) else "..."
+
+    def __torch_function__(
+        self,
+        func: Callable[..., Any],
+        types: Any,
+        args: tuple[Any, ...] = (),
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> Any:
+        out = func(*args, **(kwargs or {}))
+        if (
+            isinstance(out, torch.Tensor)
+            and out.is_floating_point()
+            and out.requires_grad
+            and id(out) not in self.quantities
+        ):
+            op = getattr(func, "__name__", "op").strip("_")
+            operands = tuple(self._operand(a) for a in args[:2])
+            quantity = Quantity(np.zeros(0), op, operands, _OPERATORS.get(op))
+            with contextlib.suppress(RuntimeError):
+                out.retain_grad()
+                self.quantities[id(out)] = (out, quantity)
+        return out
+
+
+def _spec_quantities(derivation: Derivation, example: Example) -> list[Quantity]:
+    """The inputs, every intermediate of the spec, and dL/d of each."""
+    leaves = {}
+    for name, value in example.inputs.items():
+        tensor = as_tensor(np.asarray(value))
+        if tensor.is_floating_point():
+            tensor.requires_grad_(True)
+            leaves[name] = tensor
+        else:
+            leaves[name] = tensor
+    recorder = _Recorder({n: t for n, t in leaves.items() if t.requires_grad})
+    with torch.enable_grad(), recorder:
+        out = derivation.forward(**leaves, **copy.deepcopy(dict(example.params)))
+    if example.grad_output is not None:
+        loss = (out * torch.from_numpy(np.asarray(example.grad_output))).sum()
+    else:
+        loss = out.sum()
+    loss.backward()
+    quantities: list[Quantity] = []
+    for tensor, forward in recorder.quantities.values():
+        forward.value = tensor.detach().numpy().copy()
+        quantities.append(forward)
+        if tensor.grad is not None:
+            gradient = Quantity(tensor.grad.detach().numpy().copy(), "grad", forward=forward)
+            quantities.append(gradient)
+    if example.grad_output is not None:
+        output = recorder.quantities.get(id(out))
+        go = Quantity(np.asarray(example.grad_output, dtype=np.float64), "grad_output",
+                      name="grad_output")  # fmt: skip
+        go.forward = output[1] if output is not None else None
+        quantities.append(go)
+    return quantities
+
+
+# -- the hand backward, traced ---------------------------------------------------------------
+
+
+@dataclass
+class Event:
+    """A local array that got a new value on a line."""
+
+    file: str
+    line: int
+    variable: str
+    value: np.ndarray
+    before: dict[str, np.ndarray]  # the arrays of the frame just before the line ran
+    occurrence: int  # how many times this (file, line, variable) was recorded before
+
+
+def _as_array(value: Any) -> np.ndarray | None:
+    if isinstance(value, np.ndarray) and np.issubdtype(value.dtype, np.floating):
+        return value
+    if (
+        isinstance(value, torch.Tensor)
+        and value.is_floating_point()
+        and value.layout == torch.strided
+    ):
+        return value.detach().cpu().to(torch.float64).numpy()
+    return None
+
+
+def _snapshot(frame: FrameType) -> dict[str, np.ndarray]:
+    arrays = {}
+    for name, value in frame.f_locals.items():
+        array = _as_array(value)
+        if array is not None:
+            arrays[name] = np.array(array, dtype=np.float64)
+    return arrays
+
+
+class _Tracer:
+    """Records every new or changed local array of user code, line by line; can write the
+    spec's value into one of them when it appears (``replace``)."""
+
+    def __init__(self, replace: tuple[str, int, str, int, np.ndarray] | None = None) -> None:
+        self.events: list[Event] = []
+        self.counts: dict[tuple[str, int, str], int] = {}
+        self.frames: dict[int, tuple[int, dict[str, np.ndarray]]] = {}
+        self.lines = 0
+        self.replace = replace
+        self.replaced = False
+        self.overflow = False
+
+    def __call__(self, frame: FrameType, event: str, arg: Any) -> Any:
+        if event != "call" or not _is_user_code(frame.f_code.co_filename):
+            return None
+        self.frames[id(frame)] = (frame.f_lineno, _snapshot(frame))
+        return self._local
+
+    def _local(self, frame: FrameType, event: str, arg: Any) -> Any:
+        if event not in ("line", "return"):
+            return self._local
+        self.lines += 1
+        if self.lines > MAX_LINE_EVENTS:
+            self.overflow = True
+            sys.settrace(None)
+            return None
+        line, before = self.frames.get(id(frame), (frame.f_lineno, {}))
+        now = _snapshot(frame)
+        filename = frame.f_code.co_filename
+        stored = _stored_names(filename, line)
+        for name, value in now.items():
+            old = before.get(name)
+            unchanged = old is not None and old.shape == value.shape and np.array_equal(old, value)
+            if unchanged and name not in stored:
+                continue  # an assignment that leaves the value as it was still counts
+            key = (filename, line, name)
+            occurrence = self.counts.get(key, 0)
+            self.counts[key] = occurrence + 1
+            wanted = self.replace
+            if (
+                wanted is not None
+                and wanted[:4] == (*key, occurrence)
+                and _overwrite(frame.f_locals[name], wanted[4])
+            ):
+                self.replaced = True
+                value = wanted[4]
+                now[name] = np.array(value)
+            self.events.append(Event(filename, line, name, value, before, occurrence))
+        if event == "return":
+            self.frames.pop(id(frame), None)
+        else:
+            self.frames[id(frame)] = (frame.f_lineno, now)
+        return self._local
+
+
+@functools.lru_cache(maxsize=4096)
+def _stored_names(filename: str, line: int) -> frozenset[str]:
+    """The variables a line assigns to, in place included (``grad_h[m] = 0``)."""
+    try:
+        tree = ast.parse(linecache.getline(filename, line).strip())
+    except SyntaxError:
+        return frozenset()
+    names = set()
+    for node in ast.walk(tree):
+        targets = []
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+            targets = [node.target]
+        for target in targets:
+            while isinstance(target, ast.Subscript | ast.Attribute):
+                target = target.value
+            if isinstance(target, ast.Name):
+                names.add(target.id)
+    return frozenset(names)
+
+
+def _overwrite(target: Any, value: np.ndarray) -> bool:
+    """Write ``value`` into the local's own array, so that the lines after it read it."""
+    try:
+        if isinstance(target, np.ndarray):
+            target[...] = value
+            return True
+        if isinstance(target, torch.Tensor):
+            with torch.no_grad():
+                target.copy_(torch.from_numpy(np.asarray(value)).to(target.dtype))
+            return True
+    except (ValueError, RuntimeError, TypeError):
+        return False
+    return False
+
+
+@contextlib.contextmanager
+def _tracing(tracer: _Tracer) -> Iterator[None]:
+    previous = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        yield
+    finally:
+        sys.settrace(previous)
+
+
+def _run(
+    derivation: Derivation, example: Example, dtype: str, tracer: _Tracer
+) -> dict[str, np.ndarray] | None:
+    """The hand backward on copies of ``example``, traced; its gradients, or None."""
+    np_dtype = DTYPES[dtype][0]
+    integer = set(derivation.integers or {})
+    arguments: dict[str, Any] = {}
+    values = dict(example.inputs)
+    if example.grad_output is not None:
+        values["grad_output"] = example.grad_output
+    for name, value in values.items():
+        array = np.array(value, dtype=np.int64 if name in integer else np_dtype)
+        arguments[name] = torch.from_numpy(array) if derivation.backend == "torch" else array
+    try:
+        with single_threaded_blas(derivation.backend), _tracing(tracer):
+            returned = derivation.backward(**arguments, **copy.deepcopy(dict(example.params)))
+    except Exception:  # a crash is reported as such elsewhere; nothing to trace here
+        return None
+    if not isinstance(returned, Mapping):
+        return None
+    gradients = {}
+    for name in derivation.wrt:
+        got: Any = returned.get(name)
+        if isinstance(got, int | float | np.generic):
+            got = np.asarray(got, dtype=np.float64)
+        got_array = _as_array(got)
+        if got_array is None:
+            return None
+        gradients[name] = np.array(got_array, dtype=np.float64)
+    return gradients
+
+
+# -- matching --------------------------------------------------------------------------------
+
+
+def _close(a: np.ndarray, b: np.ndarray, rtol: float) -> bool:
+    if a.shape != b.shape:
+        return False
+    scale = max(float(np.max(np.abs(b), initial=0.0)), 1e-30)
+    return bool(np.all(np.abs(a - b) <= rtol * scale + 1e-300))
+
+
+def _matches(
+    value: np.ndarray,
+    quantities: list[Quantity],
+    rtol: float,
+    implied: Quantity | None,
+    variable: str,
+) -> Quantity | None:
+    """The spec value equal to ``value`` (its transpose counts: ``w2.T``). Where several
+    are equal (zeros; the gradients on either side of a ``+ b``), the one the name implies,
+    else one of the kind the name suggests, the most downstream gradient first."""
+    if implied is not None and _close(value, implied.value, rtol):
+        return implied
+    gradient_name = _gradient_stem(variable) is not None
+    ordered = [q for q in quantities if (q.forward is not None) == gradient_name]
+    ordered = ordered[::-1] if gradient_name else ordered
+    # A value another local already goes by comes last: h_relu equals h where h > 0.
+    ordered.sort(key=lambda q: q.name is not None and q.name != variable and not gradient_name)
+    if not gradient_name:  # a grad_ name holding a forward value holds the wrong thing
+        ordered += [q for q in quantities if q.forward is not None]
+    for quantity in ordered:
+        if _close(value, quantity.value, rtol):
+            return quantity
+    if value.ndim == 2:
+        for quantity in ordered:
+            if quantity.value.ndim == 2 and _close(value.T, quantity.value, rtol):
+                return quantity
+    return None
+
+
+def _read_names(code: str) -> set[str] | None:
+    """The names a line reads (for an in-place update, its target too); None if unparsable."""
+    try:
+        tree = ast.parse(code.strip())
+    except SyntaxError:
+        return None
+    names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)
+             and isinstance(node.ctx, ast.Load)}  # fmt: skip
+    for node in ast.walk(tree):
+        if isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+        if isinstance(node, ast.Subscript | ast.Attribute) and isinstance(node.ctx, ast.Store):
+            base = node.value
+            while isinstance(base, ast.Subscript | ast.Attribute):
+                base = base.value
+            if isinstance(base, ast.Name):
+                names.add(base.id)
+    return names
+
+
+def _gradient_stem(variable: str) -> str | None:
+    """``h`` for ``grad_h``, ``dh``, ``d_h``, ``h_grad``, ``dL_dh``."""
+    for prefix in ("grad_", "dL_d", "d_", "d"):
+        if variable.startswith(prefix) and len(variable) > len(prefix):
+            return variable[len(prefix) :]
+    if variable.endswith("_grad"):
+        return variable[: -len("_grad")]
+    return None
+
+
+def _all_right(gradients: Mapping[str, np.ndarray] | None, report: Report) -> bool:
+    if gradients is None:
+        return False
+    tolerance = for_dtype(report.dtype)
+    for name, pair in report.gradients.items():
+        if name not in gradients or gradients[name].shape != pair.reference.shape:
+            return False
+        if not np.all(
+            np.abs(gradients[name] - pair.reference) <= tolerance.allowed(pair.reference)
+        ):
+            return False
+    return True
+
+
+def _where(wrong: np.ndarray, operands: Mapping[str, np.ndarray]) -> str:
+    """', where h > 0 and grad_h < 0': the wrong elements, told by the signs of the arrays
+    the line read (or by a range of one of them), when that describes them exactly."""
+    if wrong.size < 2 or wrong.all():
+        return ""  # every element wrong: no condition tells them apart
+    conditions = []
+    for name, value in operands.items():
+        if value.shape != wrong.shape:
+            continue
+        conditions += [(f"{name} > 0", value > 0), (f"{name} < 0", value < 0)]
+    for text, mask in conditions:
+        if np.array_equal(mask, wrong):
+            return f", where {text}"
+    for i, (first, one) in enumerate(conditions):
+        for second, other in conditions[i + 1 :]:
+            if first.split()[0] != second.split()[0] and np.array_equal(one & other, wrong):
+                return f", where {first} and {second}"
+    for name, value in operands.items():
+        if value.shape != wrong.shape or wrong.all():
+            continue
+        low, high = float(value[wrong].min()), float(value[wrong].max())
+        if wrong.sum() < 2 or low == high:
+            continue
+        inside = (value >= low) & (value <= high)
+        if np.array_equal(inside, wrong):
+            return f", where {name} is between {low:.3g} and {high:.3g}"
+    return ""
+
+
+def _source(file: str, line: int) -> str:
+    return linecache.getline(file, line).strip()
+
+
+def localize(derivation: Derivation, report: Report) -> Localization | None:
+    """The first line of the hand backward whose value goes wrong, or None when that cannot
+    be shown.
+
+    The failing example is traced, and so are copies of it with every value moved by up to
+    20% at random: the example's values are often simple (all 1.0), where many of the
+    spec's values coincide, and the moved copies keep it failing while telling them apart.
+    The line must come out the same at two of these points at least, and at every point
+    where one is found; the names and numbers are those of the first moved copy that
+    found it."""
+    if report.verdict != "fail" or report.example is None or not report.gradients:
+        return None
+    if not any(p.kind == "mismatch" for p in report.problems):
+        return None
+    try:
+        found = []
+        here = _localize(derivation, report, report.example)
+        for other in _moved_failing_points(derivation, report):
+            there = _localize(derivation, other, other.example)  # type: ignore[arg-type]
+            if there is not None:
+                found.append(there)
+        if here is not None:
+            found.append(here)
+        places = {(f.file, f.line, f.variable) for f in found}
+        if len(found) < 2 or len(places) != 1:
+            return None  # found once only, or at different lines: cannot tell
+        first = found[0]
+        if here is not None and here.expected == first.expected:
+            return replace(here, matched=first.matched, matched_lines=first.matched_lines)
+        return replace(first, detail=first.detail + _ELSEWHERE)
+    except Exception:  # a backward or spec this tracing does not fit: say nothing
+        return None
+
+
+_ELSEWHERE = " (at the failing example with its values moved at random by up to 20%)"
+# Moved copies of the example traced besides it.
+MOVED_POINTS = 3
+
+
+def _moved_failing_points(derivation: Derivation, report: Report) -> Iterator[Report]:
+    from gradcheck.checking import evaluate, make_options
+
+    assert report.example is not None
+    example = report.example
+    rng = np.random.default_rng((report.seed or 0) + 101)
+    for _ in range(MOVED_POINTS):
+        point = {
+            name: value if np.issubdtype(value.dtype, np.integer)
+            else value * rng.uniform(0.8, 1.2, size=value.shape)
+            for name, value in example.inputs.items()
+        }  # fmt: skip
+        options = make_options(report.dtype, 16, 32, int(rng.integers(2**31)))
+        other = evaluate(derivation, point, example.dims, options, example.grad_output,
+                         example.params)  # fmt: skip
+        if other.verdict == "fail" and any(p.kind == "mismatch" for p in other.problems):
+            yield other
+
+
+def _localize(derivation: Derivation, report: Report, example: Example) -> Localization | None:
+    quantities = _spec_quantities(derivation, example)
+    tracer = _Tracer()
+    if _run(derivation, example, report.dtype, tracer) is None or tracer.overflow:
+        return None
+    rtol = 1e-4 if report.dtype == "float32" else 1e-7
+    known: dict[tuple[str, str], Quantity | None] = {}  # (file, variable) -> what it matched
+    matched: list[tuple[Event, Quantity]] = []
+    trials = 0
+    for index, event in enumerate(tracer.events):
+        implied = _implied(event.variable, quantities)
+        quantity = _matches(event.value, quantities, rtol, implied, event.variable)
+        # What the line read is judged by the values before it ran (grad_h in grad_h[m] = 0).
+        reads_known = dict(known)
+        known[(event.file, event.variable)] = quantity
+        if quantity is not None:
+            if quantity.name is None and quantity.forward is None and quantity.operands:
+                quantity.name = event.variable  # the spec's value goes by the user's name now
+            later = any(
+                e.file == event.file and e.variable == event.variable
+                for e in tracer.events[index + 1 :]
+            )
+            if implied is None or later or _close(event.value, implied.value, rtol):
+                # A right value; under a name that says otherwise only on its way to
+                # becoming that (grad_h = grad_h_relu.copy(), then masked in place).
+                matched.append((event, quantity))
+                continue
+            # A right value, but not the one its name says, and never updated after.
+        code = _source(event.file, event.line)
+        reads = _read_names(code)
+        if reads is None:
+            continue
+        arrays_read = {n: event.before[n] for n in reads if n in event.before}
+        if any(reads_known.get((event.file, n), _INPUT) is None for n in arrays_read):
+            continue  # it reads a value not known to be right: the blame may lie before it
+        for candidate in _candidates(event, quantities, implied):
+            if trials >= MAX_TRIALS:
+                return None
+            trials += 1
+            replay = _Tracer((event.file, event.line, event.variable, event.occurrence,
+                              candidate.value))  # fmt: skip
+            fixed = _run(derivation, example, report.dtype, replay)
+            if replay.replaced and _all_right(fixed, report):
+                # Besides what the line read, the forward values known by then (h, h_relu)
+                # may tell the wrong elements apart.
+                context = {
+                    n: v
+                    for n, v in event.before.items()
+                    if (q := reads_known.get((event.file, n))) is not None and q.forward is None
+                }
+                return _found(event, candidate, code, {**arrays_read, **context}, matched, rtol)
+    return None
+
+
+def _implied(variable: str, quantities: list[Quantity]) -> Quantity | None:
+    """What a name says a value is: ``grad_h`` is dL/dh once a local ``h`` matched."""
+    stem = _gradient_stem(variable)
+    if stem is None:
+        return None
+    for quantity in quantities:
+        if quantity.forward is not None and quantity.forward.name == stem:
+            return quantity
+    return None
+
+
+_INPUT = Quantity(np.zeros(0), "input")  # an argument, never reassigned: as given
+
+
+def _candidates(
+    event: Event, quantities: list[Quantity], implied: Quantity | None
+) -> list[Quantity]:
+    """The spec values of the event's shape: the one its name implies first, then those of
+    the kind its name suggests (a gradient for ``grad_h``, a forward value for ``h_relu``)."""
+    same = [q for q in quantities if q.value.shape == event.value.shape and q is not implied]
+    gradient_name = _gradient_stem(event.variable) is not None
+    if gradient_name:
+        same.reverse()
+    same.sort(key=lambda q: (q.forward is not None) != gradient_name)
+    return [implied, *same] if implied is not None else same
+
+
+def _found(
+    event: Event,
+    expected: Quantity,
+    code: str,
+    arrays_read: Mapping[str, np.ndarray],
+    matched: list[tuple[Event, Quantity]],
+    rtol: float,
+) -> Localization:
+    kind = "autograd" if expected.forward is not None else "the spec's forward"
+    described = f"{expected.describe()} ({kind})"
+    scale = max(float(np.max(np.abs(expected.value), initial=0.0)), 1e-30)
+    wrong = np.abs(event.value - expected.value) > rtol * scale
+    operands = {n: v for n, v in arrays_read.items() if n != event.variable}
+    if event.variable in arrays_read:
+        operands[event.variable] = arrays_read[event.variable]
+    detail = (
+        f"{event.variable} should equal {described} but differs at {int(wrong.sum())} of "
+        f"{wrong.size} elements{_where(wrong, operands)}."
+    )
+    before = [(e, q) for e, q in matched if e.file == event.file]
+    names: list[str] = []
+    for earlier, quantity in before:
+        label = earlier.variable
+        if quantity.forward is not None:
+            label = f"{earlier.variable} = {quantity.describe()}"
+        if earlier.variable.startswith("_") or not earlier.value.any():
+            continue  # a name meant to be unused, or zeros (an initialiser, not a match)
+        if label not in names:
+            names.append(label)
+    lines = [e.line for e, _ in before]
+    return Localization(
+        file=event.file,
+        line=event.line,
+        variable=event.variable,
+        expected=described,
+        detail=detail,
+        code=code,
+        matched=tuple(names),
+        matched_lines=(min(lines), max(lines)) if lines else None,
+    )
