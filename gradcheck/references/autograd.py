@@ -104,7 +104,7 @@ def autograd_gradients(
         if not output.requires_grad:
             grads = [None] * len(wrt)
         else:
-            seed = None if grad_output is None else torch.from_numpy(grad_output)
+            seed = None if grad_output is None else as_tensor(grad_output)
             grads = list(
                 torch.autograd.grad(
                     output.to(torch.float64),

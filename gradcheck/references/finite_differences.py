@@ -88,7 +88,7 @@ class ScalarSpec:
         self._inputs = {
             k: as_tensor(v, requires_grad=k in shared).detach() for k, v in inputs.items()
         }
-        self._grad_output = None if grad_output is None else torch.from_numpy(grad_output)
+        self._grad_output = None if grad_output is None else as_tensor(grad_output)
         # The typical size of each input's values: its root-mean-square.
         self._rms = {
             k: float(np.sqrt(np.vdot(v, v) / v.size))  # vdot: no temporary of v's size
