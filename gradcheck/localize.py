@@ -167,7 +167,7 @@ def _spec_quantities(derivation: Derivation, example: Example) -> list[Quantity]
     with torch.enable_grad(), recorder:
         out = derivation.forward(**leaves, **copy.deepcopy(dict(example.params)))
     if example.grad_output is not None:
-        loss = (out * torch.from_numpy(np.asarray(example.grad_output))).sum()
+        loss = (out * as_tensor(np.asarray(example.grad_output))).sum()
     else:
         loss = out.sum()
     loss.backward()
@@ -309,7 +309,7 @@ def _overwrite(target: Any, value: np.ndarray) -> bool:
             return True
         if isinstance(target, torch.Tensor):
             with torch.no_grad():
-                target.copy_(torch.from_numpy(np.asarray(value)).to(target.dtype))
+                target.copy_(torch.tensor(np.asarray(value), dtype=target.dtype))
             return True
     except (ValueError, RuntimeError, TypeError):
         return False

@@ -358,7 +358,7 @@ def double_backward_check(run: Run) -> list[Problem]:
         ),
         "When its backward was differentiated (create_graph=True)",
     )  # fmt: skip
-    reference_seed = None if run.grad_output is None else torch.from_numpy(run.grad_output)
+    reference_seed = None if run.grad_output is None else torch.tensor(run.grad_output)
     expected = by_spec(
         check,
         lambda: double_backward(

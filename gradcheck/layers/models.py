@@ -141,7 +141,7 @@ class _ModelBackward:
         settings = {name: arguments.pop(name) for name in self.run.settings}
         loss, grads = self.run(arguments, settings)
         tensors = {
-            k: torch.from_numpy(np.asarray(v, dtype=np.int64 if v.dtype.kind in "iu" else None))
+            k: torch.tensor(np.asarray(v, dtype=np.int64 if v.dtype.kind in "iu" else None))
             for k, v in arguments.items()
         }
         with torch.no_grad():
