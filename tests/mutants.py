@@ -212,3 +212,11 @@ square_only_bug = Derivation(
 
 correct_mask_less = _two_layer(mask_less)
 correct_mask_less_equal = _two_layer(mask_less_equal)
+
+# The mutants whose bugs show on integer grids full of ReLU hinges (tests/test_check.py).
+GRID_MUTANTS = (
+    seed004_stale_w2,
+    missing_relu_mask_net,
+    seed001_mask_from_gradient,
+    missing_factor_two_net,
+)

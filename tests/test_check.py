@@ -461,27 +461,22 @@ def test_correct_nets_on_integer_grids_full_of_hinges_never_fail(seed):
         assert check(derivation, point, seed=seed).verdict in ("pass", "inconclusive")
 
 
-def test_bugs_on_integer_grids_full_of_hinges_still_fail_where_they_show():
-    verdicts = {mutant.name: [] for mutant in GRID_MUTANTS}
+@pytest.mark.parametrize("mutant_name", [m.name for m in mutants.GRID_MUTANTS])
+def test_bugs_on_integer_grids_full_of_hinges_still_fail_where_they_show(mutant_name):
+    # One mutant per test item, so that pytest-xdist spreads them over the workers.
+    mutant = next(m for m in mutants.GRID_MUTANTS if m.name == mutant_name)
+    found = []
     for seed in range(40):
         rng = np.random.default_rng(seed)
         n, d_in, h, d_out = rng.integers(1, 6, 4)
         grid = {"x": (n, d_in), "y": (n, d_out), "w1": (d_in, h), "w2": (h, d_out)}
         point = {k: rng.integers(-1, 2, s).astype(float) for k, s in grid.items()}
-        for mutant in GRID_MUTANTS:
-            verdicts[mutant.name].append(check(mutant, point, seed=seed).verdict)
-    for name, found in verdicts.items():
-        assert "error" not in found, name
-        # measured: 23 to 36 of 40 points show each bug; half of them is the floor here
-        assert found.count("fail") >= 20, (name, found.count("fail"))
+        found.append(check(mutant, point, seed=seed).verdict)
+    assert "error" not in found, mutant_name
+    # measured: 23 to 36 of 40 points show each bug; half of them is the floor here
+    assert found.count("fail") >= 20, (mutant_name, found.count("fail"))
 
 
-GRID_MUTANTS = (
-    mutants.seed004_stale_w2,
-    mutants.missing_relu_mask_net,
-    mutants.seed001_mask_from_gradient,
-    mutants.missing_factor_two_net,
-)
 
 
 def test_a_transposed_gradient_is_called_transposed_even_with_a_size_1_dim():
