@@ -55,6 +55,9 @@ class Options:
     # confirm that autograd differentiates what the spec computes, and a detach or an
     # in-place op shows along any random direction. None: as many as at any other point.
     agreeing_directions: int | None = None
+    # Only the verdict is wanted (the search asks "does it fail here?" thousands of times):
+    # once a failure is established no probe can change it, so none is taken after it.
+    verdict_only: bool = False
 
 
 def _dtype_name(dtype: Any) -> str:
@@ -681,11 +684,19 @@ def _evaluate(
         else:
             probe_count = options.agreeing_directions or 0
             compared = {}  # every input confirmed at once: nothing left to probe
+    judged = {
+        name: _judge_mismatch(spec, mismatch, hand_grad, reference, allowance, jumps)
+        for name, (hand_grad, reference, allowance, mismatch) in compared.items()
+        if mismatch is not None
+    }
+    if options.verdict_only and (failures or any(p.kind == "mismatch" for p in judged.values())):
+        compared = {}  # failed already: the probes could add problems, never change that
+        for problem in judged.values():
+            (failures if problem.kind == "mismatch" else doubts).append(problem)
+            probe_count += 1
     for name, (hand_grad, reference, allowance, mismatch) in compared.items():
         if mismatch is not None:
-            verdict_problem = _judge_mismatch(
-                spec, mismatch, hand_grad, reference, allowance, jumps
-            )
+            verdict_problem = judged[name]
             probe_count += 1
             (failures if verdict_problem.kind == "mismatch" else doubts).append(verdict_problem)
         directions, unit = _directions(

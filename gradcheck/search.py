@@ -71,6 +71,7 @@ class _Search:
     ) -> None:
         self.derivation = derivation
         self.options = options
+        self.searching = replace(options, verdict_only=True)  # the final report: ``options``
         self.progress = progress
         self.examples = 0
         self.inconclusive = 0
@@ -99,7 +100,7 @@ class _Search:
             return False
         try:
             report = evaluate(
-                self.derivation, example.inputs, example.dims, self.options, None, example.params
+                self.derivation, example.inputs, example.dims, self.searching, None, example.params
             )
         except DerivationError as exc:
             self.declaration_error = exc
@@ -226,7 +227,10 @@ class _Search:
         if not ones or not self._consistent(widened, failing.params):
             return found
         rng = np.random.default_rng(self.options.seed + 1)
-        signature = _signature(report)
+        # Compared with the other points' reports, which are made as the search makes them
+        # (verdict only): the failure's own is made the same way.
+        self.fails(failing)
+        signature = _signature(self.last_report or report)
         elsewhere = self._random_failure(widened, failing.params, rng, failing.special)
         other = None if self.last_report is None else _signature(self.last_report)
         if elsewhere is not None and other == signature:
