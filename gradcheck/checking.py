@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gradcheck.backward import DTYPES, run_backward, single_threaded_blas
+from gradcheck.backward import DTYPES, BackwardResult, run_backward, single_threaded_blas
 from gradcheck.compare import Mismatch, compare
 from gradcheck.derivation import Derivation, DerivationError
 from gradcheck.guard import DEFAULT_DEADLINE, guarded_search, validated_deadline
@@ -592,6 +592,7 @@ def _evaluate(
             k: v if np.issubdtype(v.dtype, np.integer) else v.astype(np_dtype).astype(np.float64)
             for k, v in point.items()
         }
+    hands: list[BackwardResult] = []
     autograd = autograd_gradients(
         derivation.name,
         derivation.forward,
@@ -599,6 +600,12 @@ def _evaluate(
         derivation.wrt,
         _grad_output_maker(derivation.name, grad_output, rng),
         params,
+        before_backward=lambda seed, output: (
+            # Only where the spec is finite: elsewhere nothing is judged (below).
+            hands.append(run_backward(derivation, point, seed, options.dtype, params))
+            if bool(torch.isfinite(output).all())
+            else None
+        ),
     )
     example = Example(
         dims=dict(sizes), inputs=dict(point), grad_output=autograd.grad_output, params=params
@@ -614,6 +621,7 @@ def _evaluate(
             seed=options.seed,
             elapsed=time.perf_counter() - started,
         )
+    hand = hands[0]
     spec = ScalarSpec(
         derivation.name, derivation.forward, point, autograd.grad_output, params,
         output=autograd.output, shared=derivation.wrt,
@@ -621,7 +629,6 @@ def _evaluate(
     jumps = _jumps_for(derivation, point, autograd.grad_output, params)
     # Each input's probe directions come from a generator of its own, made as they are used.
     direction_seeds = {name: int(rng.integers(2**63)) for name in derivation.wrt}
-    hand = run_backward(derivation, point, autograd.grad_output, options.dtype, params)
     tolerance = for_dtype(options.dtype)
 
     failures: list[Problem] = list(hand.problems)

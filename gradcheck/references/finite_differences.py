@@ -131,7 +131,15 @@ class ScalarSpec:
         scratch = self._scratch.get(param)
         if scratch is None or scratch.shape != base.shape:
             scratch = self._scratch[param] = torch.empty_like(base)
-        return torch.add(base, direction, alpha=t, out=scratch)
+        if direction.dtype == base.dtype or base.numel() <= _CHUNK:
+            return torch.add(base, direction, alpha=t, out=scratch)
+        # An int8 direction is cast to float64 on the way: a chunk at a time, or the cast
+        # alone is a temporary of the input's size (72 MB at 3000x3000).
+        flat_out, flat_base, flat_dir = scratch.view(-1), base.reshape(-1), direction.reshape(-1)
+        for start in range(0, flat_out.numel(), _CHUNK):
+            piece = slice(start, start + _CHUNK)
+            torch.add(flat_base[piece], flat_dir[piece], alpha=t, out=flat_out[piece])
+        return scratch
 
     def _evaluate(self, param: str, direction: torch.Tensor, t: float) -> float:
         """phi with ``param`` moved by ``t * direction``, without the size of its terms."""
@@ -319,6 +327,8 @@ class ScalarSpec:
                 return singly + [self._evaluate(param, d, t) for d, t in moves[2:]]
         return values
 
+
+_CHUNK = 1 << 20  # elements per piece of a large perturbation
 
 # Batched evaluation pays from this many evaluations on, up to this many batched elements.
 BATCH_MIN = 8
