@@ -122,7 +122,9 @@ def _point_report(
 ) -> Report | None:
     point = seeded_inputs(derivation, sizes, seed, params)
     try:
-        return evaluate(derivation, point, sizes, replace(options, seed=seed), None, params)
+        # Only whether and where it fails is read here: no probes after a failure.
+        searching = replace(options, seed=seed, verdict_only=True)
+        return evaluate(derivation, point, sizes, searching, None, params)
     except Exception:  # a point the declaration cannot take: it confirms nothing
         return None
 

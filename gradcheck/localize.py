@@ -525,7 +525,9 @@ def _moved_failing_points(derivation: Derivation, report: Report) -> Iterator[Re
             else value * rng.uniform(0.8, 1.2, size=value.shape)
             for name, value in example.inputs.items()
         }  # fmt: skip
-        options = make_options(report.dtype, 16, 32, int(rng.integers(2**31)))
+        options = replace(
+            make_options(report.dtype, 16, 32, int(rng.integers(2**31))), verdict_only=True
+        )
         other = evaluate(derivation, point, example.dims, options, example.grad_output,
                          example.params)  # fmt: skip
         if other.verdict == "fail" and any(p.kind == "mismatch" for p in other.problems):
