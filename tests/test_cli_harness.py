@@ -187,7 +187,7 @@ def _interrupt_after_first_row(path: Path, *jobs: str) -> tuple[int, str, str]:
         while not (lines and lines[-1].startswith("good ")):
             lines.append(arrived.get(timeout=120))
         assert process.poll() is None, "the run ended before it was interrupted"
-        time.sleep(0.5)  # into the endless backward
+        time.sleep(2.0)  # into the endless backward, well past the search's start-up
         os.killpg(process.pid, signal.SIGINT)  # Ctrl-C reaches the whole group
         process.wait(timeout=60)
     finally:
