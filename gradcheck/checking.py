@@ -773,6 +773,17 @@ def _evaluate(
 _DOUBTS = ("kink", "references_disagree", "unresolved")
 
 
+def _mixed_signs(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Random signs with both present (two or more elements): nudging every element the
+    same way leaves x - mean(x) unchanged, and an ill-conditioned point (values ~1e8 a
+    hundredth apart) then looked perfectly conditioned half the time at N = 2."""
+    signs = _random_signs(rng, shape)
+    flat = signs.reshape(-1)
+    if flat.size >= 2 and np.all(flat == flat[0]):
+        flat[0] = -flat[0]
+    return signs
+
+
 def _random_signs(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     """+-1.0 at random: ten times cheaper than rng.choice at 1e5 elements, and made in
     place (no float temporaries of the full size)."""
@@ -851,7 +862,7 @@ def _noise_floors(
     nudged = {
         key: value
         if np.issubdtype(value.dtype, np.integer)
-        else value * (1 + 4 * eps * _random_signs(rng, value.shape))
+        else value * (1 + 4 * eps * _mixed_signs(rng, value.shape))
         for key, value in point.items()
     }
     moved = autograd_gradients(
@@ -859,11 +870,24 @@ def _noise_floors(
         lambda _: autograd.grad_output, params,
     )  # fmt: skip
     floors = {}
+    terms = max(
+        (
+            float(np.sqrt(np.vdot(value, value) / value.size))
+            for value in point.values()
+            if value.size and not np.issubdtype(value.dtype, np.integer)
+        ),
+        default=0.0,
+    )
     for name in derivation.wrt:
         reference = autograd.gradients[name]
         largest = float(np.max(np.abs(reference))) if reference.size else 0.0
         noise = 8 * float(np.max(np.abs(moved.gradients[name] - reference), initial=0.0))
         noise = noise if np.isfinite(noise) else 0.0
+        if largest <= noise:
+            # The reference is no larger than its own rounding (equal values ~1e8 with
+            # their mean subtracted: 0 or 1.5e-8 depending on the order of the sums), so it
+            # gives no size to cap by: the terms that cancelled to it are the inputs' size.
+            largest = terms
         floors[name] = min(noise, tolerance.conditioning_cap * largest)
     return floors
 
