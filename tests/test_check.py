@@ -477,8 +477,6 @@ def test_bugs_on_integer_grids_full_of_hinges_still_fail_where_they_show(mutant_
     assert found.count("fail") >= 20, (mutant_name, found.count("fail"))
 
 
-
-
 def test_a_transposed_gradient_is_called_transposed_even_with_a_size_1_dim():
     def backward(prev, weight, bias, grad_output):
         result = linear_stack.layer_backward(prev, weight, bias, grad_output)
