@@ -971,29 +971,12 @@ def check(
 
 
 def with_diagnoses(derivation: Derivation, report: Report) -> Report:
-    """The report of a failure, with what the wrong gradients look like in words."""
+    """The report of a failure, with what the wrong gradients look like in words: every
+    finding at its own example (``confirm.findings_at``, which also weighs them against more
+    points), a reproduced mistake first, as the most specific thing to say."""
     if report.verdict != "fail" or report.example is None:
         return report
-    from gradcheck.counterfactual import explain
-    from gradcheck.diagnose import diagnose_gradient
+    from gradcheck.confirm import findings_at  # it builds on this module
 
-    tolerance = for_dtype(report.dtype)
-    wrong = [p.parameter for p in report.problems if p.kind == "mismatch"]
-    # A reproduced mistake is the most specific thing to say: it comes first.
-    found = explain(derivation, report.example, report.gradients, tolerance) if wrong else []
-    for name in dict.fromkeys(wrong):
-        if name is None or name not in report.gradients:
-            continue
-        pair = report.gradients[name]
-        found.extend(
-            diagnose_gradient(
-                name, pair.hand, pair.reference, tolerance.allowed(pair.reference),
-                inputs=report.example.inputs, dims=report.example.dims,
-            )
-        )  # fmt: skip
-    for problem in report.problems:
-        if problem.kind == "non_finite":
-            found.append(f"{problem.parameter!r} is non-finite where the spec's gradient is finite")
-        elif problem.kind == "mutated":
-            found.append(f"input {problem.parameter!r} was mutated by the backward")
+    found = [finding.text for finding in findings_at(derivation, report) if finding.said]
     return replace(report, diagnoses=tuple(dict.fromkeys(found)))

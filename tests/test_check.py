@@ -545,8 +545,8 @@ def test_a_log_of_small_values_is_not_stepped_past_zero():
     assert verify(derivation, max_examples=30).verdict == "pass"
 
 
-def test_an_ill_conditioned_point_is_not_a_failure():
-    derivation = Derivation(
+def _centered() -> Derivation:
+    return Derivation(
         name="centered",
         forward=lambda x: ((x - x.mean()) ** 2).sum(),
         backward=lambda x: {"x": 2 * (x - x.mean())},
@@ -554,7 +554,18 @@ def test_an_ill_conditioned_point_is_not_a_failure():
         wrt=["x"],
         bounds={"x": (1e8, 1e8 + 1.0)},
     )
-    assert verify(derivation, max_examples=30).verdict == "pass"
+
+
+def test_an_ill_conditioned_point_is_not_a_failure():
+    assert verify(_centered(), max_examples=30).verdict == "pass"
+
+
+@pytest.mark.parametrize("seed", [2, 14], ids=["equal values", "values 0.04 apart"])
+def test_an_ill_conditioned_point_with_equal_or_near_equal_values_is_not_a_failure(seed):
+    # Both seeds failed before the rounding-noise nudge moved inputs both ways and a
+    # reference below its own rounding was capped by the inputs' size.
+    report = verify(_centered(), max_examples=30, seed=seed)
+    assert report.verdict == "pass", str(report)
 
 
 def test_a_bug_in_a_tiny_loss_is_still_caught():
