@@ -1,6 +1,9 @@
 """Search for a point where a derivation fails, and shrink it to the smallest one.
 
-Three passes, each deterministic for a given seed:
+A sweep of plain random points first (``gradcheck.random_points``): hypothesis's own work
+per test case costs more than checking a small derivation, and a derivation that passes
+never needs its shrinker. Where the sweep finds a failure, three passes follow, each
+deterministic for a given seed:
 
 1. hypothesis generates points (dims across their whole range, then arrays) and shrinks the
    first failure it finds;
@@ -13,6 +16,7 @@ Three passes, each deterministic for a given seed:
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -37,6 +41,7 @@ from gradcheck.derivation import Derivation, DerivationError
 from gradcheck.explain_failure import explain_failure
 from gradcheck.guard import DEFAULT_DEADLINE, CallTimeout, guarded_search, validated_deadline
 from gradcheck.progress import notebook_progress
+from gradcheck.random_points import random_examples
 from gradcheck.report import Example, Problem, Report
 from gradcheck.special_values import Special, describe, made_special
 from gradcheck.strategies import dim_range, examples_at, seeded_batches, seeded_inputs
@@ -87,6 +92,7 @@ class _Search:
         # spec itself is NaN/inf, so that it too is reported at its smallest.
         self.target: Callable[[Report], bool] = _failed
         self.first_non_finite_spec: Report | None = None
+        self.non_finite_spec_at: Example | None = None  # the example of that report
         self.float_bounds = {
             name: derivation.input_bounds[name]
             for name in derivation.shapes
@@ -120,10 +126,20 @@ class _Search:
         if report.verdict == "error" and self.first_error is None:
             self.first_error = report
         if _spec_non_finite(report) and self.first_non_finite_spec is None:
-            self.first_non_finite_spec = report
+            self.first_non_finite_spec, self.non_finite_spec_at = report, example
         self.inconclusive += report.verdict == "inconclusive"
         self.conclusive += report.verdict in ("pass", "fail")
         return self.target(report)
+
+    def sweep(self, budget: int) -> Example | None:
+        """``budget`` random points (``random_examples``), up to the first that fails."""
+        points = random_examples(self.derivation, self.options.seed)
+        for example in itertools.islice(points, budget):
+            if example is not None and self.fails(example):
+                return example
+            if self.declaration_error is not None:
+                return None
+        return None
 
     def batch_fails(self, batch: tuple[Example, ...]) -> bool:
         """Whether any point of ``batch`` fails; the first that does is kept in ``failing``.
@@ -382,17 +398,18 @@ def _verify(
 
 
 def _search(derivation: Derivation, search: _Search, options: Options, budget: int) -> Report:
-    """The three passes and the report of what they found."""
-    failing = search.find_in_batches(budget)
-    if (
-        failing is None
-        and search.first_non_finite_spec is not None
-        and search.declaration_error is None
-    ):
-        # No failure, but the spec is NaN/inf inside its bounds: find that point again
-        # (the same seed draws the same examples) and shrink it like a failure.
+    """The sweep, the three passes, and the report of what they found."""
+    failing = search.sweep(budget)
+    if failing is not None:
+        # hypothesis searches again from the start, as it did before there was a sweep, so
+        # that a failure is found and shrunk the same way at the same seed; one that only
+        # the sweep met is shrunk from where the sweep met it.
+        failing = search.find_in_batches(budget) or failing
+    elif search.non_finite_spec_at is not None and search.declaration_error is None:
+        # No failure, but the spec is NaN/inf inside its bounds: shrink that point like a
+        # failure, searched for by hypothesis in the same way.
         search.target = _spec_non_finite
-        failing = search.find_in_batches(budget)
+        failing = search.find_in_batches(budget) or search.non_finite_spec_at
     if failing is not None and search.declaration_error is None:
         failing = search.lower_dims(failing)
         failing = search.simplify_values(failing, budget)

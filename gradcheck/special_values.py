@@ -63,7 +63,7 @@ class Special:
         return f"{self.input}: {KINDS[self.kind]}"
 
 
-def _kinds_for(low: float, high: float) -> list[str]:
+def kinds_for(low: float, high: float) -> list[str]:
     """The kinds that keep values in [low, high], each repeated by its weight."""
     return [
         kind
@@ -77,7 +77,7 @@ def apply(special: Special, value: np.ndarray, *, low: float, high: float) -> np
     """A copy of ``value`` (one input, float64) made special; the values stay in
     ``[low, high]`` (zeros only when zero lies strictly inside)."""
     rng = np.random.default_rng(special.seed)
-    kind = special.kind if special.kind in _kinds_for(low, high) else "constant"
+    kind = special.kind if special.kind in kinds_for(low, high) else "constant"
     out = np.array(value, dtype=np.float64)
     if out.size == 0:
         return out
@@ -126,7 +126,7 @@ def specials(
     if not bounds or not _is_special(draw(st.integers(0, 2**32 - 1)), one_in):
         return None
     name = draw(st.sampled_from(sorted(bounds)))
-    kind = draw(st.sampled_from(_kinds_for(*bounds[name])))
+    kind = draw(st.sampled_from(kinds_for(*bounds[name])))
     return Special(kind=kind, input=name, seed=draw(st.integers(0, 2**16)))
 
 

@@ -286,7 +286,7 @@ def examples_at(
     )
     if not special:
         return plain
-    bounds = _float_bounds(derivation)
+    bounds = float_bounds(derivation)
     return st.tuples(plain, special_values.specials(bounds)).map(
         lambda drawn: replace(
             drawn[0],
@@ -308,10 +308,10 @@ def seeded_examples(draw: st.DrawFn, derivation: Derivation, *, special: bool = 
     at its smallest dims, with ``inputs``."""
     params, sizes = draw(_params_and_dims(derivation))
     seed = draw(_integers(0, 2**32 - 1))
-    point = seeded_inputs(derivation, sizes, seed, params, coarse=_coarse(seed))
+    point = seeded_inputs(derivation, sizes, seed, params, coarse=is_coarse(seed))
     if not special:
         return Example(dims=sizes, inputs=point, params=params)
-    bounds = _float_bounds(derivation)
+    bounds = float_bounds(derivation)
     kind = draw(special_values.specials(bounds, one_in=SEEDED_SPECIAL_ONE_IN))
     return Example(
         dims=sizes,
@@ -334,13 +334,13 @@ COARSE_ONE_IN = 8
 SEEDED_SPECIAL_ONE_IN = 6
 
 
-def _coarse(seed: int) -> bool:
+def is_coarse(seed: int) -> bool:
     # A hash of the seed: hypothesis draws small and round seeds more often than others.
     # Seed 0, where it starts and shrinks to, is never coarse.
     return seed != 0 and (seed * 0x9E3779B97F4A7C15 >> 40) % COARSE_ONE_IN == 0
 
 
-def _float_bounds(derivation: Derivation) -> dict[str, tuple[float, float]]:
+def float_bounds(derivation: Derivation) -> dict[str, tuple[float, float]]:
     return {
         name: derivation.input_bounds[name]
         for name in derivation.shapes

@@ -1,0 +1,93 @@
+"""The sweep's random points cover what hypothesis's draws cover: both ends of every range,
+equal dims, special and coarse points, the smallest point first; and a verify that passes
+does not start hypothesis at all."""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from unittest import mock
+
+import numpy as np
+
+from gradcheck import Derivation, verify
+from gradcheck.derivations import BUILTINS
+from gradcheck.random_points import AT_HIGH, AT_LOW, random_examples
+from gradcheck.strategies import SEEDED_SPECIAL_ONE_IN
+
+DERIVATION = BUILTINS[0]  # two_layer_relu_numpy: four dims in 1..16
+POINTS = 2000
+
+
+def _points(derivation: Derivation = DERIVATION, seed: int = 0, count: int = POINTS) -> list:
+    return list(itertools.islice(random_examples(derivation, seed), count))
+
+
+def test_the_first_point_is_the_smallest():
+    first = _points(count=1)[0]
+    assert first.dims == {dim: low for dim, (low, _) in DERIVATION.dim_ranges.items()}
+    assert first.special is None
+
+
+def test_the_same_seed_draws_the_same_points_and_another_seed_others():
+    one, again, other = _points(count=20), _points(count=20), _points(seed=1, count=20)
+    for a, b in zip(one, again, strict=True):
+        assert a.dims == b.dims and a.special == b.special
+        assert all(np.array_equal(a.inputs[k], b.inputs[k]) for k in a.inputs)
+    assert [p.dims for p in one[1:]] != [p.dims for p in other[1:]]
+
+
+def test_sizes_reach_both_ends_of_their_ranges_about_as_often_as_hypothesis_draws_them():
+    points = _points()
+    for dim, (low, high) in DERIVATION.dim_ranges.items():
+        sizes = Counter(p.dims[dim] for p in points)
+        assert set(sizes) <= set(range(low, high + 1))
+        assert set(sizes) == set(range(low, high + 1)), f"{dim} misses sizes"
+        # The end weights plus the uniform draw's own share of each end.
+        assert abs(sizes[low] / POINTS - (AT_LOW + 1 / 16)) < 0.04
+        assert abs(sizes[high] / POINTS - (AT_HIGH + 1 / 16)) < 0.04
+
+
+def test_some_points_have_equal_dims_and_some_are_special_or_coarse():
+    points = _points()
+    equal = sum(len(set(p.dims.values())) < len(p.dims) for p in points)
+    assert 0.35 < equal / POINTS < 0.6  # hypothesis: 46% (see random_points.REPEAT)
+    special = sum(p.special is not None for p in points)
+    assert abs(special / POINTS - 1 / SEEDED_SPECIAL_ONE_IN) < 0.03
+    # A coarse point repeats values: far fewer distinct values than elements.
+    coarse = sum(
+        np.unique(p.inputs["w1"]).size <= 9 < p.inputs["w1"].size
+        for p in points
+        if p.special is None
+    )
+    assert coarse > 0.05 * POINTS
+
+
+def test_points_stay_in_bounds_and_respect_where():
+    derivation = Derivation(
+        name="even_n",
+        forward=DERIVATION.forward,
+        backward=DERIVATION.backward,
+        shapes=DERIVATION.shapes,
+        wrt=DERIVATION.wrt,
+        where=lambda sizes: sizes["N"] % 2 == 0,
+    )
+    points = [p for p in _points(derivation, count=300)[1:] if p is not None]
+    assert len(points) > 250
+    assert all(p.dims["N"] % 2 == 0 for p in points)
+    for point in points:
+        for name, value in point.inputs.items():
+            low, high = derivation.input_bounds[name]
+            assert np.all((low <= value) & (value <= high))
+
+
+def test_a_passing_verify_never_starts_hypothesis_and_a_failing_one_shrinks_with_it():
+    from gradcheck import search
+    from tests import mutants
+
+    with mock.patch.object(search, "find", side_effect=AssertionError("hypothesis ran")):
+        assert verify(DERIVATION, max_examples=30, seed=0).ok
+    with mock.patch.object(search, "find", wraps=search.find) as find:
+        report = verify(mutants.flipped_sign_net, max_examples=30, seed=0)
+    assert report.verdict == "fail" and find.called
+    assert all(size == 1 for size in report.example.dims.values())
