@@ -26,8 +26,8 @@ from gradcheck.backward import DTYPES, BackwardResult, run_backward, single_thre
 from gradcheck.compare import Mismatch, compare
 from gradcheck.derivation import Derivation, DerivationError
 from gradcheck.guard import DEFAULT_DEADLINE, guarded_search, validated_deadline
-from gradcheck.references.autograd import AutogradResult, autograd_gradients
-from gradcheck.references.finite_differences import ScalarSpec, Screen, Slope
+from gradcheck.references.autograd import AutogradResult, as_tensor, autograd_gradients
+from gradcheck.references.finite_differences import ScalarSpec, Screen, Slope, phi
 from gradcheck.report import Example, GradientPair, Problem, Report
 from gradcheck.spec_domain import non_finite_spec_problem
 from gradcheck.tolerances import Tolerance, for_dtype
@@ -53,7 +53,8 @@ class Options:
     # Random directions per input at a point where the hand gradient already agrees with
     # autograd element by element. There the finite differences have one job left, to
     # confirm that autograd differentiates what the spec computes, and a detach or an
-    # in-place op shows along any random direction. None: as many as at any other point.
+    # in-place op shows along any random direction. None: as many as at any other point;
+    # 0: none (the search, once finite differences have confirmed autograd at enough points).
     agreeing_directions: int | None = None
     # Only the verdict is wanted (the search asks "does it fail here?" thousands of times):
     # once a failure is established no probe can change it, so none is taken after it.
@@ -622,9 +623,13 @@ def _evaluate(
             elapsed=time.perf_counter() - started,
         )
     hand = hands[0]
-    spec = ScalarSpec(
-        derivation.name, derivation.forward, point, autograd.grad_output, params,
-        output=autograd.output, shared=derivation.wrt,
+    # Made when first asked for: a point where hand and autograd agree and no probe is
+    # wanted (see Options.agreeing_directions) never needs it.
+    spec = functools.cache(
+        functools.partial(
+            ScalarSpec, derivation.name, derivation.forward, point, autograd.grad_output,
+            params, output=autograd.output, shared=derivation.wrt,
+        )
     )  # fmt: skip
     jumps = _jumps_for(derivation, point, autograd.grad_output, params)
     # Each input's probe directions come from a generator of its own, made as they are used.
@@ -635,7 +640,7 @@ def _evaluate(
     doubts: list[Problem] = []  # kinks and reference disagreements: the derivation not judged
     pairs: dict[str, GradientPair] = {}
     compared: dict[str, tuple[np.ndarray, np.ndarray, _Allowance, Mismatch | None]] = {}
-    scale_floors = _scale_floors(derivation, point, spec, tolerance, autograd.grad_output)
+    scale_floors = _scale_floors(derivation, point, tolerance, autograd)
     noise_floors: dict[str, float] | None = None
     for name in derivation.wrt:
         reference = autograd.gradients[name]
@@ -687,14 +692,14 @@ def _evaluate(
             along = {
                 name: _random_signs(generator, found[1].shape) for name, found in compared.items()
             }
-            if not _confirm_jointly(spec, compared, along):
+            if not _confirm_jointly(spec(), compared, along):
                 joint = along
                 break
         else:
             probe_count = options.agreeing_directions or 0
             compared = {}  # every input confirmed at once: nothing left to probe
     judged = {
-        name: _judge_mismatch(spec, mismatch, hand_grad, reference, allowance, jumps)
+        name: _judge_mismatch(spec(), mismatch, hand_grad, reference, allowance, jumps)
         for name, (hand_grad, reference, allowance, mismatch) in compared.items()
         if mismatch is not None
     }
@@ -719,7 +724,7 @@ def _evaluate(
             directions = itertools.chain([joint[name]], rest)
         confirmed = any(p.kind == "mismatch" and p.parameter == name for p in failures)
         found, count = _judge_probes(
-            spec, name, directions, unit, hand_grad, reference, allowance, jumps,
+            spec(), name, directions, unit, hand_grad, reference, allowance, jumps,
             screen=agreeing,
         )  # fmt: skip
         probe_count += count
@@ -812,13 +817,15 @@ def _compare_to_autograd(
 def _scale_floors(
     derivation: Derivation,
     point: Mapping[str, np.ndarray],
-    spec: ScalarSpec,
     tolerance: Tolerance,
-    grad_output: np.ndarray | None,
+    autograd: AutogradResult,
 ) -> dict[str, float]:
     """The first part of each absolute allowance: the typical size of a gradient of this
     function, |f| / |x|, times the table's ``atol_scale`` (a fixed 1e-12 hid every bug in a
-    loss of size 1e-13)."""
+    loss of size 1e-13). |f| is the size of the terms phi sums (``phi``)."""
+    grad_output = autograd.grad_output
+    seed = None if grad_output is None else as_tensor(grad_output)
+    _, magnitude = phi(torch.from_numpy(autograd.output), seed)
     rms = {
         key: float(np.sqrt(np.vdot(value, value) / value.size))
         for key, value in point.items()
@@ -827,8 +834,8 @@ def _scale_floors(
     floors = {}
     for name in derivation.wrt:
         typical = rms.get(name, 0.0)
-        gradient_scale = spec.magnitude / typical if typical > 0 else 0.0
-        if spec.magnitude == 0.0:
+        gradient_scale = magnitude / typical if typical > 0 else 0.0
+        if magnitude == 0.0:
             # A loss exactly zero (a one-class softmax: log 1) has no size to scale by: its
             # terms cancelled exactly, and a correct hand gradient that cancels them in
             # another order leaves a few eps of those terms (2e-16), not of the zero result.

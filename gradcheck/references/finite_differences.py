@@ -21,7 +21,12 @@ import torch
 from gradcheck.references.autograd import as_tensor, call_forward
 from gradcheck.tolerances import FINITE_DIFFERENCES
 
-__all__ = ["ScalarSpec", "Screen", "Slope"]
+__all__ = [
+    "ScalarSpec",
+    "Screen",
+    "Slope",
+    "phi",
+]
 
 EPS = float(np.finfo(np.float64).eps)
 STEP_FACTOR = EPS ** (1 / 3)
@@ -61,6 +66,16 @@ def _nudged(value: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     nudged *= 1 - 4 * EPS
     np.multiply(nudged, (1 + 4 * EPS) / (1 - 4 * EPS), out=nudged, where=raises)
     return torch.from_numpy(nudged)
+
+
+def phi(output: torch.Tensor, grad_output: torch.Tensor | None) -> tuple[float, float]:
+    """``<output, grad_output>`` (the output itself when it is a scalar), and the size of the
+    terms it sums: rounding in it scales with them, not with their (maybe cancelling) total."""
+    if grad_output is None:
+        value = float(output)
+        return value, abs(value)
+    products = output * grad_output
+    return float(products.sum()), float(products.abs().sum())
 
 
 class ScalarSpec:
@@ -114,14 +129,7 @@ class ScalarSpec:
             return self._phi(output.to(torch.float64))
 
     def _phi(self, output: torch.Tensor) -> tuple[float, float]:
-        """phi of a forward output, and the size of the terms it sums."""
-        if self._grad_output is None:
-            value = float(output)
-            return value, abs(value)
-        products = output * self._grad_output
-        # Rounding in <output, g> scales with the terms summed, not with their (maybe
-        # cancelling) total.
-        return float(products.sum()), float(products.abs().sum())
+        return phi(output, self._grad_output)
 
     def _moved(self, param: str, direction: torch.Tensor, t: float) -> torch.Tensor:
         """``input + t * direction`` written into one scratch tensor per input: at 3000x3000
