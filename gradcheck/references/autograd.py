@@ -111,12 +111,10 @@ def autograd_gradients(
         if not output.requires_grad:
             grads = [None] * len(wrt)
         else:
-            seed = None if grad_output is None else as_tensor(grad_output)
             grads = list(
                 torch.autograd.grad(
-                    output.to(torch.float64),
+                    _pulled_back(output.to(torch.float64), grad_output),
                     [tensors[key] for key in wrt],
-                    grad_outputs=seed,
                     allow_unused=True,
                 )
             )
@@ -129,6 +127,17 @@ def autograd_gradients(
         gradients=gradients,
         grad_output=grad_output,
     )
+
+
+def _pulled_back(output: torch.Tensor, grad_output: np.ndarray | None) -> torch.Tensor:
+    """The scalar whose gradient is the vector-Jacobian product with ``grad_output``:
+    ``sum(output * grad_output)``. Its backward hands ``1 * grad_output`` (exactly
+    ``grad_output``) to the output, so the gradients are those of passing ``grad_outputs``
+    to autograd, bit for bit; but a tensor passed as ``grad_outputs`` makes torch import
+    its symbolic-shapes module (and sympy) on first use: 0.9 s in every process."""
+    if grad_output is None:
+        return output
+    return (output * as_tensor(grad_output)).sum()
 
 
 def _contiguous(array: np.ndarray) -> np.ndarray:
