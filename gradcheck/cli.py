@@ -19,7 +19,7 @@ from typing import Any, NoReturn, TextIO
 
 from gradcheck.derivation import DerivationError
 from gradcheck.guard import DEFAULT_DEADLINE
-from gradcheck.runner import Outcome, RunOptions, Workers, default_jobs, run_all
+from gradcheck.runner import Outcome, RunOptions, default_jobs, run_all
 from gradcheck.targets import Found, TargetError, duplicate_names, find_derivations
 from gradcheck.terminal import Progress, Table, format_table, use_colour
 
@@ -193,15 +193,7 @@ def _write_html(target: Any, args: argparse.Namespace, outcomes: Sequence[Outcom
 
 def _verify(args: argparse.Namespace, out: TextIO) -> int:
     html = _html_target(args)
-    jobs = args.jobs or default_jobs()
-    # Started first, so that their imports overlap this process's import of the targets.
-    workers = Workers(jobs - 1) if jobs > 1 else None
-    try:
-        derivations = _derivations(args.targets)
-    except BaseException:
-        if workers is not None:
-            workers.close()
-        raise
+    derivations = _derivations(args.targets)
     options = RunOptions(args.max_examples, args.seed, args.dtype, args.deadline)
     progress = Progress(sys.stderr, len(derivations))
     table = Table(
@@ -216,10 +208,9 @@ def _verify(args: argparse.Namespace, out: TextIO) -> int:
         for outcome in run_all(
             derivations,
             options,
-            jobs=jobs,
+            jobs=args.jobs or default_jobs(),
             started=lambda found: progress.start(found.derivation.name),
             progress=progress.update,
-            workers=workers,
         ):
             outcomes.append(outcome)
             if not args.json:  # streamed: a killed run still shows what it did

@@ -29,7 +29,7 @@ from gradcheck.strategies import (
     smallest_params_and_dims,
 )
 
-__all__ = ["random_examples"]
+__all__ = ["random_examples", "starts_where_hypothesis_starts"]
 
 # How often a size or param is drawn at the low and at the high end of its range. Read off
 # hypothesis: over 1,000 points of ``seeded_examples`` for four dims in 1..16, each dim came
@@ -65,6 +65,21 @@ def random_examples(derivation: Derivation, seed: int) -> Iterator[Example | Non
             params=params,
             special=kind,
         )
+
+
+def starts_where_hypothesis_starts(derivation: Derivation) -> bool:
+    """Whether the first point of ``random_examples`` is the one hypothesis tries first in
+    ``strategies.seeded_examples``: its simplest choice of everything (first choices, the
+    low end of ranges that do not straddle zero, seed 0, nothing special), which ``where``
+    allows. A failure there is what hypothesis's own search would return: nothing simpler
+    exists."""
+    params, sizes = _smallest(derivation)
+    straddles = any(
+        choice.low is not None and choice.high is not None and choice.low < 0 < choice.high
+        for choice in derivation.param_choices.values()
+    )
+    lowest = all(sizes[dim] == dim_range(derivation, dim, {**params, **sizes})[0] for dim in sizes)
+    return not straddles and lowest and derivation.allows({**params, **sizes})
 
 
 # Random settings a ``where`` allows, among which the smallest is the sweep's first point when

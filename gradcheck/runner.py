@@ -28,7 +28,6 @@ __all__ = [
     "Outcome",
     "RunOptions",
     "SlowWatch",
-    "Workers",
     "default_jobs",
     "reproduce_command",
     "run_all",
@@ -232,48 +231,6 @@ class _Claims:
             return int(self.back.value + 1)
 
 
-class Workers:
-    """Worker processes started before the command imports its targets: a spawned worker
-    spends seconds importing torch, and it does so while the command imports the same
-    (measured: the standard layers at -j 2 went from 8.3 s to 6.7 s on 2 cores). They wait
-    for ``run_all`` to hand them the list, or for ``close``."""
-
-    def __init__(self, count: int) -> None:
-        # spawn, not fork: a forked torch whose thread pools have started can deadlock.
-        context = multiprocessing.get_context("spawn")
-        self.claims = _Claims(context.Lock(), context.Value("i", 0), context.Value("i", -1))
-        self.results = context.Queue()
-        self.tasks = context.Queue()
-        self.processes = [
-            context.Process(
-                target=_worker, args=(self.tasks, self.claims, self.results), daemon=True
-            )
-            for _ in range(count)
-        ]
-        for process in self.processes:
-            process.start()
-
-    def hand_over(self, work: list[tuple[str, int]], options: RunOptions) -> None:
-        with self.claims.lock:
-            self.claims.front.value, self.claims.back.value = 0, len(work) - 1
-        for _ in self.processes:
-            self.tasks.put((work, options))
-
-    def close(self) -> None:
-        """Workers still waiting end at once; workers still searching (Ctrl-C) are ended."""
-        for _ in self.processes:
-            self.tasks.put(None)
-        for process in self.processes:
-            process.join(timeout=0.5)
-            if process.is_alive():
-                process.terminate()
-        for process in self.processes:
-            process.join(timeout=5)
-        for channel in (self.results, self.tasks):
-            channel.close()
-            channel.cancel_join_thread()
-
-
 _loaded: dict[str, list[Found]] = {}
 
 
@@ -283,19 +240,14 @@ def _load(target: str) -> list[Found]:
     return _loaded[target]
 
 
-def _worker(tasks: Any, claims: _Claims, results: Any) -> None:
-    """In a worker: import the engine (torch) while the command imports the targets, then
-    take derivations from the back until none is left; each is found again by its target
-    and position (the user's functions need not pickle)."""
+def _worker(
+    jobs: list[tuple[str, int]], options: RunOptions, claims: _Claims, results: Any
+) -> None:
+    """In a worker: take derivations from the back until none is left; each is found again
+    by its target and position (the user's functions need not pickle)."""
     # Ctrl-C reaches every process of the terminal's group: the command alone answers it
     # (it prints what is done and stops the workers), so a worker ends without a traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    import gradcheck.search  # noqa: F401  # torch and the engine, before the work comes
-
-    task = tasks.get()
-    if task is None:
-        return
-    jobs, options = task
     while (index := claims.take_back()) is not None:
         results.put(("started", index, os.getpid()))
         target, position = jobs[index]
@@ -331,24 +283,26 @@ def run_all(
     jobs: int,
     started: Callable[[Found], None],
     progress: Callable[[int], None] | None = None,
-    workers: Workers | None = None,
 ) -> Iterator[Outcome]:
     """Outcomes in the order of ``found`` ((what, its position in its target)), each as
     soon as it and those before it are done. ``started`` is called for each derivation
-    before its outcome is awaited. ``workers``, started early (see ``Workers``), are used
-    and closed; without them, ``jobs - 1`` are started here."""
+    before its outcome is awaited."""
     if jobs <= 1 or len(found) <= 1:
-        if workers is not None:
-            workers.close()
         for item, _ in found:
             started(item)
             yield run_one(item, options, progress)
         return
-    if workers is None:
-        workers = Workers(min(jobs, len(found)) - 1)
+    # spawn, not fork: a forked torch whose thread pools have started can deadlock.
+    context = multiprocessing.get_context("spawn")
+    claims = _Claims(context.Lock(), context.Value("i", 0), context.Value("i", len(found) - 1))
+    results = context.Queue()
     work = [(item.target, position) for item, position in found]
-    workers.hand_over(work, options)
-    claims, results = workers.claims, workers.results
+    workers = [
+        context.Process(target=_worker, args=(work, options, claims, results), daemon=True)
+        for _ in range(min(jobs, len(found)) - 1)
+    ]
+    for process in workers:
+        process.start()
     done: dict[int, tuple[str, str, Report | None, float]] = {}
     running: dict[int, int] = {}  # index -> the process id of the worker verifying it
     try:
@@ -361,7 +315,7 @@ def run_all(
                 try:
                     kind, which, payload = results.get(timeout=0.5)
                 except queue.Empty:
-                    alive = {p.pid for p in workers.processes if p.is_alive()}
+                    alive = {process.pid for process in workers if process.is_alive()}
                     for lost in [i for i, pid in running.items() if pid not in alive]:
                         done[lost] = _died(found[lost][0].derivation.name)
                         del running[lost]
@@ -380,4 +334,10 @@ def run_all(
             command = reproduce_command(item.alone, options, seed)
             yield Outcome(item.derivation, verdict, message, report, elapsed, command)
     finally:  # done, or Ctrl-C: workers still starting (or still searching) end now
-        workers.close()
+        for process in workers:
+            if process.is_alive():
+                process.terminate()
+        for process in workers:
+            process.join(timeout=5)
+        results.close()
+        results.cancel_join_thread()

@@ -41,7 +41,7 @@ from gradcheck.derivation import Derivation, DerivationError
 from gradcheck.explain_failure import explain_failure
 from gradcheck.guard import DEFAULT_DEADLINE, CallTimeout, guarded_search, validated_deadline
 from gradcheck.progress import notebook_progress
-from gradcheck.random_points import random_examples
+from gradcheck.random_points import random_examples, starts_where_hypothesis_starts
 from gradcheck.report import Example, Problem, Report
 from gradcheck.special_values import Special, describe, made_special
 from gradcheck.strategies import dim_range, examples_at, seeded_batches, seeded_inputs
@@ -105,6 +105,7 @@ class _Search:
         self.target: Callable[[Report], bool] = _failed
         self.first_non_finite_spec: Report | None = None
         self.non_finite_spec_at: Example | None = None  # the example of that report
+        self.failed_first = False  # the sweep's failure is its first point
         self.float_bounds = {
             name: derivation.input_bounds[name]
             for name in derivation.shapes
@@ -153,8 +154,10 @@ class _Search:
     def sweep(self, budget: int) -> Example | None:
         """``budget`` random points (``random_examples``), up to the first that fails."""
         points = random_examples(self.derivation, self.options.seed)
-        for example in itertools.islice(points, budget):
+        self.failed_first = False
+        for index, example in enumerate(itertools.islice(points, budget)):
             if example is not None and self.fails(example):
+                self.failed_first = index == 0
                 return example
             if self.declaration_error is not None:
                 return None
@@ -419,10 +422,13 @@ def _verify(
 def _search(derivation: Derivation, search: _Search, options: Options, budget: int) -> Report:
     """The sweep, the three passes, and the report of what they found."""
     failing = search.sweep(budget)
-    if failing is not None:
+    if failing is not None and not (
+        search.failed_first and starts_where_hypothesis_starts(derivation)
+    ):
         # hypothesis searches again from the start, as it did before there was a sweep, so
         # that a failure is found and shrunk the same way at the same seed; one that only
-        # the sweep met is shrunk from where the sweep met it.
+        # the sweep met is shrunk from where the sweep met it. (A failure at the simplest
+        # point, where hypothesis starts, is already what it would return.)
         failing = search.find_in_batches(budget) or failing
     elif search.non_finite_spec_at is not None and search.declaration_error is None:
         # No failure, but the spec is NaN/inf inside its bounds: shrink that point like a

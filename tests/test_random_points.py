@@ -91,3 +91,23 @@ def test_a_passing_verify_never_starts_hypothesis_and_a_failing_one_shrinks_with
         report = verify(mutants.flipped_sign_net, max_examples=30, seed=0)
     assert report.verdict == "fail" and find.called
     assert all(size == 1 for size in report.example.dims.values())
+
+
+def test_a_failure_at_the_first_point_is_what_hypothesis_would_have_shrunk_it_to():
+    """The shortcut (no hypothesis search when the simplest point fails) changes nothing but
+    the count of examples: the same smallest example, values included."""
+    from gradcheck import search
+    from tests import mutants
+
+    derivation = mutants.missing_relu_mask_net  # fails at the simplest point
+    with mock.patch.object(search, "find", wraps=search.find) as find:
+        short = verify(derivation, max_examples=50, seed=0)
+    searched_in_pass_1 = [c for c in find.call_args_list if c.args[1].__name__ == "batch_fails"]
+    assert not searched_in_pass_1
+    with mock.patch.object(search, "starts_where_hypothesis_starts", return_value=False):
+        full = verify(derivation, max_examples=50, seed=0)
+    assert short.verdict == full.verdict == "fail"
+    assert short.example.dims == full.example.dims
+    for name, value in full.example.inputs.items():
+        assert np.array_equal(short.example.inputs[name], value)
+    assert short.examples < full.examples
