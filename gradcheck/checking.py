@@ -358,7 +358,10 @@ def _directions(
         # Large ones stay int8: an eighth of the memory, and exact.
         for _ in range(count):
             if size >= CHUNK:
-                yield 2 * rng.integers(0, 2, size=shape, dtype=np.int8) - np.int8(1)
+                signs = _random_bits(rng, size).view(np.int8).reshape(shape)
+                signs *= np.int8(2)
+                signs -= np.int8(1)
+                yield signs
             else:
                 yield _random_signs(rng, shape)
 
@@ -792,10 +795,27 @@ def _mixed_signs(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray
 def _random_signs(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     """+-1.0 at random: ten times cheaper than rng.choice at 1e5 elements, and made in
     place (no float temporaries of the full size)."""
-    signs = rng.integers(0, 2, size=shape, dtype=np.int8).astype(np.float64)
+    size = int(np.prod(shape))
+    if size >= MANY_SIGNS:
+        signs = _random_bits(rng, size).astype(np.float64).reshape(shape)
+    else:
+        signs = rng.integers(0, 2, size=shape, dtype=np.int8).astype(np.float64)
     signs *= 2.0
     signs -= 1.0
     return signs
+
+
+# From this many elements on, random signs come from random bytes, eight signs a byte:
+# drawing one integer per sign was most of the time of making a direction (390 us against
+# 99 us at 1e5 elements; 16 directions of 9e6 elements at the large point). Smaller arrays
+# keep one integer a sign, and so the directions they always had.
+MANY_SIGNS = 1 << 12
+
+
+def _random_bits(rng: np.random.Generator, size: int) -> np.ndarray:
+    """``size`` random 0/1 as uint8."""
+    packed = rng.integers(0, 256, size=(size + 7) // 8, dtype=np.uint8)
+    return np.unpackbits(packed, count=size)
 
 
 def _compare_to_autograd(
