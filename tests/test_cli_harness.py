@@ -162,6 +162,10 @@ def test_a_slow_example_warns_with_the_estimate_and_how_to_bound_it(tmp_path, ca
     assert "--max-examples" in err and "smaller dims" in err
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupt_after_first_row(path: Path, *jobs: str) -> tuple[int, str, str]:
     """Start a run whose second derivation never ends, wait for the first row (streamed
     on a pipe), then press Ctrl-C."""
@@ -173,6 +177,10 @@ def _interrupt_after_first_row(path: Path, *jobs: str) -> tuple[int, str, str]:
         text=True,
         env=_env(),
         start_new_session=True,  # its own process group, as a terminal's foreground job
+        # Ctrl-C as a terminal delivers it: a test run started in the background (`cmd &`
+        # in a script, some CI runners, farm-bench) ignores SIGINT, and a child inherits
+        # that, so the run never saw the Ctrl-C and the test waited 60 s and failed.
+        preexec_fn=_default_sigint,
     )  # fmt: skip
     assert process.stdout is not None
     # Read on a thread: without streaming the row never comes, and a bare readline would
