@@ -16,7 +16,6 @@ deterministic for a given seed:
 
 from __future__ import annotations
 
-import itertools
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -152,12 +151,20 @@ class _Search:
         return self.target(report)
 
     def sweep(self, budget: int) -> Example | None:
-        """``budget`` random points (``random_examples``), up to the first that fails."""
-        points = random_examples(self.derivation, self.options.seed)
+        """``budget`` random points (``random_examples``), up to the first that fails. A
+        draw that ``where`` refuses does not count, as hypothesis does not count an invalid
+        example; after ``budget`` refusals the sweep ends with the points it has."""
         self.failed_first = False
-        for index, example in enumerate(itertools.islice(points, budget)):
-            if example is not None and self.fails(example):
-                self.failed_first = index == 0
+        checked = refused = 0
+        for example in random_examples(self.derivation, self.options.seed):
+            if checked >= budget or refused > budget:
+                break
+            if example is None:
+                refused += 1
+                continue
+            checked += 1
+            if self.fails(example):
+                self.failed_first = checked == 1
                 return example
             if self.declaration_error is not None:
                 return None

@@ -151,3 +151,15 @@ RARE_BUGS = {
 def test_a_bug_only_at_the_ends_of_the_ranges_is_found(condition, seed):
     report = verify(_tanh_layer(condition), max_examples=100, seed=seed)
     assert report.verdict == "fail", str(report)
+
+
+def test_draws_that_where_refuses_do_not_count_as_examples():
+    derivation = Derivation(
+        name="n_multiple_of_5",
+        forward=lambda x: (x**2).sum(),
+        backward=lambda x: {"x": 2 * x},
+        shapes={"x": ("N",)},
+        wrt=["x"],
+        where=lambda sizes: sizes["N"] % 5 == 0,  # 3 sizes of 16
+    )
+    assert verify(derivation, max_examples=50, seed=0).examples == 50
