@@ -60,7 +60,8 @@ AGREEING_DIRECTIONS = 1
 # Finite differences at a point where hand and autograd agree only confirm that autograd
 # differentiates the spec; that needs no new evidence at every point. Once they have
 # confirmed it at CONFIRMED_ENOUGH points, such points are probed 1 in PROBE_ONE_IN (and at
-# every special point, where kinks and a spec's own trouble live). The probe was a third
+# every special point, where kinks and a spec's own trouble live, and at every point of a
+# derivation with params, whose values can switch the spec's code path). The probe was a third
 # of the time of checking a small derivation at a point. A point never decides "fail"
 # through these probes: hand and autograd agree there, so at most the point becomes
 # inconclusive or shows the spec wrong (an error), and those still show 1 in PROBE_ONE_IN.
@@ -119,6 +120,7 @@ class _Search:
         sampled = (
             self.confirmed >= CONFIRMED_ENOUGH
             and example.special is None
+            and not example.params  # a param can switch the spec's code path (a detach)
             and self.examples % PROBE_ONE_IN != 0
         )
         options = self.unprobed if sampled else self.searching
