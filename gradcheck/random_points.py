@@ -69,17 +69,12 @@ def random_examples(derivation: Derivation, seed: int) -> Iterator[Example | Non
 
 def starts_where_hypothesis_starts(derivation: Derivation) -> bool:
     """Whether the first point of ``random_examples`` is the one hypothesis tries first in
-    ``strategies.seeded_examples``: its simplest choice of everything (first choices, the
-    low end of ranges that do not straddle zero, seed 0, nothing special), which ``where``
-    allows. A failure there is what hypothesis's own search would return: nothing simpler
-    exists."""
+    ``strategies.seeded_examples``: its simplest choice of everything (first choices, 0 or
+    the low end of ranges, seed 0, nothing special), unless ``where`` refused it and the
+    first point is another. A failure there is what hypothesis's own search would return:
+    nothing simpler exists."""
     params, sizes = _smallest(derivation)
-    straddles = any(
-        choice.low is not None and choice.high is not None and choice.low < 0 < choice.high
-        for choice in derivation.param_choices.values()
-    )
-    lowest = all(sizes[dim] == dim_range(derivation, dim, {**params, **sizes})[0] for dim in sizes)
-    return not straddles and lowest and derivation.allows({**params, **sizes})
+    return all(sizes[dim] == dim_range(derivation, dim, {**params, **sizes})[0] for dim in sizes)
 
 
 # Random settings a ``where`` allows, among which the smallest is the sweep's first point when

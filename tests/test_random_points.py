@@ -178,3 +178,50 @@ def test_wide_ranges_are_drawn_mostly_near_where_hypothesis_shrinks():
     assert np.mean(drawn > 0.5) > 0.1  # the rest of the range too
     shift = ParamChoices(low=-1000, high=1000)
     assert _param(shift, None) == 0  # the first point, as hypothesis's first draw
+
+
+def _tanh_with_detach(detached, params=None):
+    """A spec that autograd misreads (w detached where ``detached`` holds) and a hand
+    backward that agrees with the misreading: only finite differences can tell."""
+    import torch
+
+    def forward(x, w, **given):
+        weight = w.detach() if detached(given) else w
+        return torch.tanh(x @ weight).sum()
+
+    def backward(x, w, **given):
+        grad = 1 - np.tanh(x @ w) ** 2
+        return {"x": grad @ w.T, "w": np.zeros_like(w) if detached(given) else x.T @ grad}
+
+    return Derivation(
+        name="detached",
+        forward=forward,
+        backward=backward,
+        shapes={"x": ("N", "D"), "w": ("D", "H")},
+        wrt=["x", "w"],
+        params=params,
+    )
+
+
+def test_a_spec_autograd_misreads_is_an_error_and_points_with_params_are_all_probed():
+    """The sampled probes (1 in 3 after 10 confirmations) still show a spec that autograd
+    misreads, at the first points; and a derivation with params is probed at every point,
+    since a param value can switch the spec's code path (here: detach w only when k == 7)."""
+    from gradcheck import search
+
+    everywhere = verify(_tanh_with_detach(lambda given: True), max_examples=50, seed=0)
+    assert everywhere.verdict == "error", str(everywhere)
+    assert any(p.kind == "references_disagree" for p in everywhere.problems)
+
+    def unprobed_points(derivation):
+        with mock.patch.object(search, "evaluate", wraps=search.evaluate) as evaluate:
+            report = verify(derivation, max_examples=60, seed=0)
+        skipped = sum(c.args[3].agreeing_directions == 0 for c in evaluate.call_args_list)
+        return report, skipped
+
+    plain, skipped = unprobed_points(_tanh_with_detach(lambda given: False))
+    assert plain.ok and skipped > 20  # without params, most points after 10 go unprobed
+    one_value = _tanh_with_detach(lambda given: given["k"] == 7, params={"k": (0, 20)})
+    report, skipped = unprobed_points(one_value)
+    assert skipped == 0
+    assert report.verdict == "error", str(report)
