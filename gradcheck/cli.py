@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import signal
 import sys
 import threading
@@ -19,7 +20,7 @@ from typing import Any, NoReturn, TextIO
 
 from gradcheck.derivation import DerivationError
 from gradcheck.guard import DEFAULT_DEADLINE
-from gradcheck.runner import Outcome, RunOptions, default_jobs, run_all
+from gradcheck.runner import Outcome, RunOptions, default_jobs, prints_to_stderr, run_all
 from gradcheck.targets import Found, TargetError, duplicate_names, find_derivations
 from gradcheck.terminal import Progress, Table, format_table, use_colour
 
@@ -183,7 +184,8 @@ def _write_html(target: Any, args: argparse.Namespace, outcomes: Sequence[Outcom
 
     options = [f"--seed {args.seed}" if args.seed is not None else ""]
     options += [f"--max-examples {args.max_examples}", f"--dtype {args.dtype}"]
-    command = " ".join(part for part in ["gradcheck verify", *args.targets, *options] if part)
+    targets = [shlex.quote(target) for target in args.targets]
+    command = " ".join(part for part in ["gradcheck verify", *targets, *options] if part)
     try:
         write_page(target, outcomes, command=command)
     except OSError as exc:
@@ -192,6 +194,12 @@ def _write_html(target: Any, args: argparse.Namespace, outcomes: Sequence[Outcom
 
 
 def _verify(args: argparse.Namespace, out: TextIO) -> int:
+    # The targets' imports, forwards and backwards may print: stdout stays the command's.
+    with prints_to_stderr(out) as own:
+        return _verify_targets(args, own)
+
+
+def _verify_targets(args: argparse.Namespace, out: TextIO) -> int:
     html = _html_target(args)
     derivations = _derivations(args.targets)
     options = RunOptions(args.max_examples, args.seed, args.dtype, args.deadline)

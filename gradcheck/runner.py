@@ -12,10 +12,12 @@ from __future__ import annotations
 import multiprocessing
 import os
 import queue
+import shlex
 import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from typing import Any, TextIO
 
@@ -29,6 +31,7 @@ __all__ = [
     "RunOptions",
     "SlowWatch",
     "default_jobs",
+    "prints_to_stderr",
     "reproduce_command",
     "run_all",
     "slow_search_warning",
@@ -90,8 +93,9 @@ def default_jobs() -> int:
 
 
 def reproduce_command(target: str, options: RunOptions, seed: int | None) -> str:
-    """The command that reruns one derivation's search exactly."""
-    parts = ["gradcheck verify", target]
+    """The command that reruns one derivation's search exactly, as a shell reads it (a
+    target with a space or a quote in its path or name is quoted)."""
+    parts = ["gradcheck verify", shlex.quote(target)]
     if seed is not None:
         parts.append(f"--seed {seed}")
     parts.append(f"--max-examples {options.max_examples}")
@@ -100,6 +104,41 @@ def reproduce_command(target: str, options: RunOptions, seed: int | None) -> str
     if options.deadline != DEFAULT_DEADLINE:
         parts.append(f"--deadline {options.deadline:g}" if options.deadline else "--deadline 0")
     return " ".join(part for part in parts if part)
+
+
+def _fileno(stream: TextIO) -> int | None:
+    try:
+        return stream.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        return None
+
+
+@contextmanager
+def prints_to_stderr(out: TextIO) -> Iterator[TextIO]:
+    """While the user's code runs in this process, what it prints goes to stderr, so that
+    stdout carries the command's output alone (``--json`` stays one JSON object). Yields the
+    stream that the command's own output goes to: ``out``, or where ``out`` is file
+    descriptor 1, a copy of it, as descriptor 1 itself goes to stderr too (native code and
+    ``os.write(1, ...)`` write there, and worker processes inherit it)."""
+    for stream in (out, sys.stdout, sys.stderr):
+        stream.flush()
+    saved = os.dup(1) if _fileno(out) == 1 and _fileno(sys.stderr) == 2 else None
+    if saved is not None:
+        os.dup2(2, 1)
+        encoding = getattr(out, "encoding", None) or "utf-8"
+        own: TextIO = open(saved, "w", encoding=encoding, buffering=1, closefd=False)  # noqa: SIM115
+    else:
+        own = out
+    previous, sys.stdout = sys.stdout, sys.stderr
+    try:
+        yield own
+    finally:
+        sys.stdout = previous
+        if saved is not None:
+            own.flush()
+            sys.stderr.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
 
 
 def slow_search_warning(name: str, per_example: float, max_examples: int, *, option: str) -> str:
@@ -248,6 +287,12 @@ def _worker(
     # Ctrl-C reaches every process of the terminal's group: the command alone answers it
     # (it prints what is done and stops the workers), so a worker ends without a traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A worker has no output of its own on stdout: what the user's code prints goes to
+    # stderr, whatever the command's descriptor 1 is (its results travel on the queue).
+    sys.stdout.flush()
+    with suppress(OSError):
+        os.dup2(2, 1)
+    sys.stdout = sys.stderr
     while (index := claims.take_back()) is not None:
         results.put(("started", index, os.getpid()))
         target, position = jobs[index]
