@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from gradcheck.derivation import DerivationError
+from gradcheck.training.declaration import TrainingStep
 from gradcheck.training.optimizers import sgd
-from gradcheck.training.steps import TrainingStep
 
 __all__ = ["method_step"]
 

@@ -1,9 +1,10 @@
 """Run a hand-written training step and its reference side by side, step after step.
 
-The trajectory's job, apart from the declaration and the public checks in ``steps``: the
-schedule of batches, the reference (autograd of the spec loss and a fresh torch optimizer,
-taken from the hand's own parameters at every step), the hand step run safely, the
-comparison of each update, and the loss curves and diagnoses of a run that parted.
+The trajectory's job, between the declaration below it (``declaration``) and the public
+checks above it (``steps``): the schedule of batches, the reference (autograd of the spec
+loss and a fresh torch optimizer, taken from the hand's own parameters at every step), the
+hand step run safely, the comparison of each update, and the loss curves and diagnoses of a
+run that parted.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import math
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,13 +27,10 @@ from gradcheck.references.finite_differences import ScalarSpec
 from gradcheck.report import GradientPair, Problem
 from gradcheck.tolerances import AUTOGRAD
 from gradcheck.training._internal import call_spec
+from gradcheck.training.declaration import STATE_KEYWORD, TrainingStep
 from gradcheck.training.report import LossCurves
 
-if TYPE_CHECKING:
-    from gradcheck.training.steps import TrainingStep
-
 __all__ = [
-    "STATE_KEYWORD",
     "RunOptions",
     "diagnoses_of",
     "loss_curves",
@@ -50,9 +48,6 @@ UPDATE_TOLERANCE = AUTOGRAD["float64"]
 # (eps * |p|) and the subtraction once more; 4 eps * (|old| + |new|) covers both sides, so a
 # learning rate so small that updates sit near eps * |p| does not fail a correct step.
 PARAMETER_ROUNDING = 4.0 * EPS
-
-# Keyword the hand step receives its state under, when the declaration has a state factory.
-STATE_KEYWORD = "state"
 
 
 @dataclass(frozen=True)
