@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 from gradcheck.functions import function_derivation
@@ -222,3 +223,110 @@ channel_scale = function_derivation(
 channel_scale_view = function_derivation(
     ChannelScaleView, spec=channel_scale_spec, shapes=IMAGE_SHAPES, wrt=["x", "s"]
 )
+
+
+class Swish(torch.autograd.Function):
+    """x * sigmoid(x), its derivative computed in forward and saved (a memory-efficient
+    activation): the backward multiplies it by grad_output into a new tensor."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        sig = torch.sigmoid(x)
+        ctx.save_for_backward(sig * (1 + x * (1 - sig)))  # swish' = s + x s (1 - s)
+        return x * sig
+
+    @staticmethod
+    @once_differentiable  # what it saved was computed without a graph
+    def backward(ctx: Any, grad_output: torch.Tensor) -> torch.Tensor:
+        (grad,) = ctx.saved_tensors
+        return grad * grad_output
+
+
+class SwishInPlace(torch.autograd.Function):
+    """The same as a published swish writes it: the derivative kept as ``ctx.grad`` and
+    multiplied by grad_output in place, so a second backward multiplies it again."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        sig = torch.sigmoid(x)
+        ctx.grad = sig * (1 + x * (1 - sig))
+        return x * sig
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_output: torch.Tensor) -> torch.Tensor:
+        grad = ctx.grad
+        grad *= grad_output
+        return grad
+
+
+class SwishSavedInPlace(Swish):
+    """The saved derivative scaled in place: the second backward finds it edited (torch's
+    version counter refuses it)."""
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_output: torch.Tensor) -> torch.Tensor:
+        (grad,) = ctx.saved_tensors
+        return grad.mul_(grad_output)
+
+
+def swish_spec(x: torch.Tensor) -> torch.Tensor:
+    return x * torch.sigmoid(x)
+
+
+class FocalLossInPlace(torch.autograd.Function):
+    """Sigmoid focal loss per element, its gradient computed in forward (as pytorch-loss's
+    FocalSigmoidLossFuncV2 does) and scaled by grad_output in place in backward."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, logits: torch.Tensor, label: torch.Tensor, alpha: float, gamma: float
+    ) -> torch.Tensor:
+        p = torch.sigmoid(logits)
+        log_p, log_1_p = F.logsigmoid(logits), F.logsigmoid(-logits)
+        positive = -alpha * label * (1 - p) ** gamma * log_p
+        negative = -(1 - alpha) * (1 - label) * p**gamma * log_1_p
+        # d/dx of each term, with dp/dx = p (1 - p), term by term
+        d_positive = -alpha * label * (1 - p) ** gamma * ((1 - p) - gamma * p * log_p)
+        d_negative = -(1 - alpha) * (1 - label) * p**gamma * (gamma * (1 - p) * log_1_p - p)
+        ctx.grads = d_positive + d_negative
+        return positive + negative
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[Any, ...]:
+        grads = ctx.grads
+        grads.mul_(grad_output)
+        return grads, None, None, None
+
+
+class FocalLoss(FocalLossInPlace):
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[Any, ...]:
+        return ctx.grads * grad_output, None, None, None
+
+
+def focal_loss_spec(
+    logits: torch.Tensor, label: torch.Tensor, alpha: float, gamma: float
+) -> torch.Tensor:
+    p = torch.sigmoid(logits)
+    positive = -alpha * label * (1 - p) ** gamma * F.logsigmoid(logits)
+    return positive - (1 - alpha) * (1 - label) * p**gamma * F.logsigmoid(-logits)
+
+
+FOCAL = {
+    "shapes": {"logits": ("N", "C"), "label": ("N", "C")},
+    "wrt": ["logits"],
+    "params": {"alpha": [0.25], "gamma": [2.0]},
+    "integers": {"label": (0, 1)},
+}
+SWISH_SHAPES = {"x": ("N", "D")}
+swish = function_derivation(Swish, spec=swish_spec, shapes=SWISH_SHAPES, wrt=["x"])
+swish_in_place = function_derivation(SwishInPlace, spec=swish_spec, shapes=SWISH_SHAPES, wrt=["x"])
+swish_saved_in_place = function_derivation(
+    SwishSavedInPlace, spec=swish_spec, shapes=SWISH_SHAPES, wrt=["x"]
+)
+focal_loss = function_derivation(FocalLoss, spec=focal_loss_spec, **FOCAL)
+focal_loss_in_place = function_derivation(FocalLossInPlace, spec=focal_loss_spec, **FOCAL)

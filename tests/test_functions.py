@@ -12,7 +12,7 @@ import torch
 from gradcheck import DerivationError, check, function_derivation, verify
 from gradcheck.cli import main
 from gradcheck.derivations.relu_function import MyReLU
-from gradcheck.functions import messages, runner
+from gradcheck.functions import CHECKS, messages, runner
 from gradcheck.functions.layouts import LAYOUTS, in_layout
 from tests import function_mutants as mutants
 
@@ -137,6 +137,72 @@ def test_a_setup_context_function_whose_vmap_rule_mixes_the_batch_fails_the_vmap
     report = _verify(mutants.center_wrong_vmap)
     assert report.verdict == "fail"
     assert "- [output] vmap: the output under torch.func.vmap over a batch of 3" in str(report)
+
+
+def _without(derivation: Any, function: type, spec: Any, check_name: str, **declared: Any) -> Any:
+    """The same declaration with every check but ``check_name``."""
+    kept = tuple(c for c in CHECKS if c != check_name)
+    return function_derivation(
+        function, spec=spec, shapes=derivation.shapes, wrt=derivation.wrt, checks=kept, **declared
+    )
+
+
+def test_a_memory_efficient_swish_and_focal_loss_pass_the_reentrant_check():
+    for derivation in (mutants.swish, mutants.focal_loss):
+        report = _verify(derivation)
+        assert report.verdict == "pass", str(report)
+        assert "reentrant: not run" not in str(report)
+
+
+@pytest.mark.parametrize(
+    ("name", "parameter", "edited"),
+    [
+        ("swish_in_place", "x", "ctx.grad"),
+        ("focal_loss_in_place", "logits", "ctx.grads"),
+    ],
+    ids=["a swish scaling ctx.grad in place", "a focal loss scaling ctx.grads in place"],
+)
+def test_a_backward_editing_what_its_ctx_holds_fails_reentrant_naming_the_tensor(
+    name, parameter, edited
+):
+    report = _verify(getattr(mutants, name))
+    assert report.verdict == "fail"
+    text = str(report)
+    assert (
+        f"- [{parameter}] reentrant: the gradient for {parameter!r} from a second backward" in text
+    )
+    assert f"Its backward edited {edited} in place during the first" in text
+    assert [p.kind for p in report.problems] == ["reentrant"]
+
+
+def test_only_the_reentrant_check_catches_a_backward_that_edits_its_saved_gradient():
+    spec, params = mutants.focal_loss_spec, {"alpha": [0.25], "gamma": [2.0]}
+    others = _without(
+        mutants.focal_loss_in_place, mutants.FocalLossInPlace, spec, "reentrant",
+        params=params, integers={"label": (0, 1)},
+    )  # fmt: skip
+    report = _verify(others)
+    assert report.verdict == "pass", str(report)
+    assert "reentrant: not run: switched off by checks=" in str(report)
+
+
+def test_a_saved_tensor_edited_in_place_fails_reentrant_when_the_second_backward_raises():
+    report = _verify(mutants.swish_saved_in_place)
+    assert report.verdict == "fail"
+    text = str(report)
+    assert "- [every input] reentrant: a second backward through the same graph" in text
+    assert "raised where the first returned (RuntimeError: one of the variables" in text
+    assert "Its backward edited saved_tensors[0] in place" in text
+
+
+def test_reentrant_messages_name_the_edited_tensor_or_say_what_to_look_for():
+    what, why = messages.not_reentrant("x", ["ctx.grad", "saved_tensors[1] (the input 'w')"])
+    assert what.startswith("the gradient for 'x' from a second backward through the same graph")
+    assert "edited ctx.grad, saved_tensors[1] (the input 'w') in place" in why
+    assert "a tensor its ctx holds" in messages.not_reentrant("x", [])[1]
+    assert "(RuntimeError: boom). Its backward" in messages.not_reentrant_raised(
+        "RuntimeError: boom.", []
+    )
 
 
 def test_checks_switched_off_are_not_run_and_the_report_says_so():

@@ -1,5 +1,5 @@
 """Checks for a ``torch.autograd.Function`` beyond its backward: forward mode, double
-backward, strided inputs and grad_output, vmap, determinism, CUDA.
+backward, strided inputs and grad_output, vmap, determinism, reentrancy, CUDA.
 
 ``function_derivation`` declares one; ``check``, ``verify``, the CLI and the pytest plugin
 treat it like any other Derivation.

@@ -26,6 +26,7 @@ from gradcheck.functions.function import (
     jvp_by_forward_ad,
     tensors_at,
     vjp,
+    vjp_twice,
     vmapped_vjp,
 )
 from gradcheck.functions.judge import combined, differs, judged, plain_difference
@@ -47,12 +48,22 @@ __all__ = [
     "double_backward_check",
     "forward_check",
     "jvp_check",
+    "reentrant_check",
     "strided_check",
     "vmap_check",
 ]
 
 # Every check a Function can get, in the order they run; ``checks=`` picks among them.
-CHECKS = ("backward", "jvp", "double_backward", "strided", "vmap", "determinism", "cuda")
+CHECKS = (
+    "backward",
+    "jvp",
+    "double_backward",
+    "strided",
+    "vmap",
+    "determinism",
+    "reentrant",
+    "cuda",
+)
 
 # Members of the batch the vmap check maps over: the example itself and two resamplings of
 # its values (the same magnitudes, so no new kinks or overflow).
@@ -188,6 +199,41 @@ def determinism_check(run: Run, nondet_tol: float) -> list[Problem]:
             problems.append(
                 Problem(check, messages.nondeterministic(name, worst, index, nondet_tol), name)
             )
+    return problems
+
+
+def reentrant_check(run: Run) -> list[Problem]:
+    """Backward twice through one graph gives the same gradients both times (to the dtype's
+    rounding: a nondeterministic sum is the determinism check's). A backward that edits what
+    its ctx holds in place is right once and wrong ever after; the check names the tensor."""
+    check = run.label("reentrant")
+    twice = by_function(
+        check,
+        lambda: vjp_twice(run.function, run.values, run.wrt, run.seed_tensor),
+        "Before its second backward through one graph",
+    )
+    if twice is None:
+        return []
+    edited = list(twice.edited)
+    if twice.second is None:
+        error = f"{type(twice.raised).__name__}: {twice.raised}"
+        return [Problem(check, messages.not_reentrant_raised(error, edited), "every input")]
+    problems = []
+    for name, first in twice.first.items():
+        second = twice.second[name]
+        if first is None or second is None or first.shape != second.shape:
+            continue
+        mismatch, _ = differs(
+            as_numpy(second),
+            as_numpy(first),
+            run.tolerance,
+            parameter=name,
+            reference="the first backward through it",
+            same_function=True,
+        )
+        if mismatch is not None:
+            what, why = messages.not_reentrant(name, edited)
+            problems.append(plain_difference(check, mismatch, what, why))
     return problems
 
 

@@ -60,7 +60,8 @@ def function_derivation(
     """A Derivation that checks ``function`` (a ``torch.autograd.Function``) against
     ``spec`` (the same function in plain torch ops) at every example: its backward, its
     ``jvp``, its double backward, strided inputs and grad_output, ``vmap``, determinism,
-    and, where CUDA is visible, the same on the GPU. ``apply`` receives the inputs of
+    reentrancy (backward twice through one graph), and, where CUDA is visible, the same on
+    the GPU. ``apply`` receives the inputs of
     ``shapes`` and the ``params`` by the names its ``forward`` declares.
 
     ``checks`` picks among ``CHECKS`` (the backward is always checked); ``nondet_tol`` is

@@ -23,8 +23,10 @@ __all__ = [
     "double_backward",
     "jvp_by_double_backward",
     "jvp_by_forward_ad",
+    "saved_state",
     "tensors_at",
     "vjp",
+    "vjp_twice",
     "vmapped_vjp",
 ]
 
@@ -126,6 +128,104 @@ def vjp(
         if output.requires_grad:
             grads = torch.autograd.grad(output, leaves, grad_output, allow_unused=True)
     return output.detach(), dict(zip(wrt, grads, strict=True))
+
+
+@dataclass(frozen=True)
+class Twice:
+    """Two backwards through one graph (``retain_graph=True``): the first's gradients, the
+    second's (or what it raised), and what the ctx held for backward that the first edited."""
+
+    first: dict[str, torch.Tensor | None]
+    second: dict[str, torch.Tensor | None] | None
+    raised: Exception | None
+    edited: tuple[str, ...]
+
+
+def vjp_twice(
+    forward: Forward,
+    values: Mapping[str, torch.Tensor],
+    wrt: Sequence[str],
+    grad_output: torch.Tensor | None,
+) -> Twice | None:
+    """One forward, then the same VJP twice through its graph, as a training loop that calls
+    backward twice (or ``torch.autograd.grad`` then ``.backward()``) does. The first's
+    gradients are copied before the second runs: a backward that hands back a tensor its ctx
+    holds, and edits in place, would change them too. None when nothing requires grad."""
+    with torch.enable_grad():
+        inputs, leaves = _leaves(values, wrt)
+        output = forward(inputs)
+        if not output.requires_grad:
+            return None
+        held = saved_state(output, inputs)
+        copies = {name: tensor.detach().clone() for name, tensor in held.items()}
+
+        def once() -> dict[str, torch.Tensor | None]:
+            grads = torch.autograd.grad(
+                output, leaves, grad_output, retain_graph=True, allow_unused=True
+            )
+            return {
+                n: None if g is None else g.detach().clone()
+                for n, g in zip(wrt, grads, strict=True)
+            }
+
+        first = once()
+        edited = tuple(name for name, tensor in held.items() if _changed(tensor, copies[name]))
+        try:
+            second, raised = once(), None
+        except Exception as exc:  # the second pass is the finding, not a failure to check
+            second, raised = None, exc
+    return Twice(first, second, raised, edited)
+
+
+def saved_state(
+    output: torch.Tensor, inputs: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """The tensors the Function's ctx holds for backward, by the name its author knows them
+    under: ``ctx.grad`` (an attribute, or an element of a list, tuple or dict in one), and
+    ``saved_tensors[1]``, with the input or output it is, where it is one."""
+    ctx = output.grad_fn
+    found: dict[str, torch.Tensor] = {}
+    for attribute, value in sorted(getattr(ctx, "__dict__", {}).items()):
+        if isinstance(value, torch.Tensor):
+            found[f"ctx.{attribute}"] = value
+        elif isinstance(value, list | tuple):
+            for i, item in enumerate(value):
+                if isinstance(item, torch.Tensor):
+                    found[f"ctx.{attribute}[{i}]"] = item
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(item, torch.Tensor):
+                    found[f"ctx.{attribute}[{key!r}]"] = item
+    try:
+        saved = tuple(getattr(ctx, "saved_tensors", ()))
+    except RuntimeError:  # already freed, or not a custom Function's node
+        saved = ()
+    for i, tensor in enumerate(saved):
+        if isinstance(tensor, torch.Tensor):
+            found[f"saved_tensors[{i}]{_which(tensor, output, inputs)}"] = tensor
+    return found
+
+
+def _which(tensor: torch.Tensor, output: torch.Tensor, inputs: Mapping[str, torch.Tensor]) -> str:
+    def same(other: torch.Tensor) -> bool:
+        return (
+            tensor.data_ptr() == other.data_ptr()
+            and tensor.shape == other.shape
+            and tensor.stride() == other.stride()
+        )
+
+    for name, value in inputs.items():
+        if same(value):
+            return f" (the input {name!r})"
+    return " (the output)" if same(output) else ""
+
+
+def _changed(tensor: torch.Tensor, copy: torch.Tensor) -> bool:
+    if tensor.shape != copy.shape or tensor.dtype != copy.dtype:
+        return True
+    now, before = tensor.detach(), copy
+    same = (now == before) | (torch.isnan(now) & torch.isnan(before))
+    return not bool(same.all())
 
 
 def double_backward(

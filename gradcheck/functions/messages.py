@@ -10,6 +10,8 @@ __all__ = [
     "layout_hint",
     "layout_result",
     "nondeterministic",
+    "not_reentrant",
+    "not_reentrant_raised",
     "not_run",
     "output_shape",
     "raised",
@@ -114,4 +116,40 @@ def vmap_shape(name: str, got: tuple[int, ...], expected: tuple[int, ...]) -> st
     return (
         f"under torch.func.vmap the {name} has shape {tuple(got)}; applied to each member in "
         f"a loop, {tuple(expected)}."
+    )
+
+
+def _edited(edited: list[str]) -> str:
+    if not edited:
+        return (
+            "Its backward changes what it reads on the next call: a tensor its ctx holds "
+            "(saved, or set as an attribute in forward) edited in place, or a counter."
+        )
+    names = ", ".join(edited)
+    return (
+        f"Its backward edited {names} in place during the first, so every later backward "
+        "through this graph reads the edited value."
+    )
+
+
+REENTRANT_FIX = (
+    "Work on a copy (grad = ctx.grad * grad_output, not grad *= grad_output; .clone() "
+    "before an in-place op): training calls backward through one graph more than once "
+    "(retain_graph=True, torch.autograd.grad then .backward(), gradient penalties)."
+)
+
+
+def not_reentrant(name: str, edited: list[str]) -> tuple[str, str]:
+    """What the reentrant check compares for ``name``, and why it differs."""
+    return (
+        f"the gradient for {name!r} from a second backward through the same graph "
+        "(retain_graph=True)",
+        f"{_edited(edited)} {REENTRANT_FIX}",
+    )
+
+
+def not_reentrant_raised(error: str, edited: list[str]) -> str:
+    return (
+        "a second backward through the same graph (retain_graph=True) raised where the "
+        f"first returned ({error.rstrip('.')}). {_edited(edited)} {REENTRANT_FIX}"
     )

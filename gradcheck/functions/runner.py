@@ -176,6 +176,7 @@ class FunctionChecks:
     def _checks(self, run: Run) -> list[Problem]:
         steps: list[tuple[str, Callable[[], list[Problem]]]] = [
             ("determinism", lambda: run_checks.determinism_check(run, self.nondet_tol)),
+            ("reentrant", lambda: run_checks.reentrant_check(run)),
             ("strided", lambda: run_checks.strided_check(run)),
             ("jvp", lambda: run_checks.jvp_check(run)),
             ("double_backward", lambda: run_checks.double_backward_check(run)),
