@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
+from gradcheck import display
 from gradcheck.compare import Mismatch
 from gradcheck.messages import format_report
 
@@ -20,7 +21,9 @@ Verdict = Literal["pass", "fail", "error", "inconclusive"]
 
 # Problem kinds, most specific first; messages and diagnoses key on these.
 PROBLEM_KINDS = (
+    "internal",  # gradcheck's own code raised: a bug of the checker, nothing concluded
     "timeout",  # a forward or backward call ran past its deadline
+    "nondeterministic",  # the backward answered differently for the same inputs
     "forward_mismatch",  # a course-style forward computed another output than the spec
     "raised",  # the backward raised (or exited)
     "returned",  # the backward returned something other than a mapping
@@ -117,6 +120,9 @@ class Report:
     diagnoses: tuple[str, ...] = ()
     reproduce: str | None = None
     localization: Localization | None = None  # on a failure, where it first goes wrong
+    # What each GradientPair holds: a hand gradient beside autograd's. A TrainingReport's
+    # pairs are a step's updates beside the reference optimizer's; pictures label them so.
+    compared: ClassVar[Literal["gradient", "update"]] = "gradient"
 
     @property
     def ok(self) -> bool:
@@ -131,7 +137,8 @@ class Report:
         printer.text(str(self))
 
     def _repr_html_(self) -> str:
-        """Jupyter's display: drawn only when shown, never during a check."""
-        from gradcheck.display import report_html
-
-        return report_html(self)
+        """Jupyter's display (IPython's ``_repr_html_`` protocol): drawn only when shown,
+        never during a check. The builder sits below the report and knows it only by the
+        attributes it reads, as ``messages`` does for ``str()``, so rendering never imports
+        the report back."""
+        return display.report_html(self)

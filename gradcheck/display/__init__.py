@@ -1,6 +1,7 @@
 """Reports as pictures: HTML with inline-SVG heatmaps, for notebooks and ``--html`` pages.
 
-Imported only when a report is displayed or a page is written: a check never draws.
+Pure builders below the reports, which call them from ``_repr_html_``: nothing is drawn
+until a report is displayed or a page is written, so a check never draws.
 """
 
 from __future__ import annotations

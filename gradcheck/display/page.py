@@ -14,8 +14,7 @@ from html import escape
 from pathlib import Path
 from typing import Protocol
 
-from gradcheck.display.report_html import BADGE, HEADLINES, MONO, report_html
-from gradcheck.report import Report
+from gradcheck.display.report_html import BADGE, HEADLINES, MONO, ReportPicture, report_html
 
 __all__ = ["HtmlTargetError", "Row", "check_html_target", "page_html", "write_page"]
 
@@ -28,7 +27,7 @@ class Row(Protocol):
     @property
     def message(self) -> str: ...
     @property
-    def report(self) -> Report | None: ...
+    def report(self) -> ReportPicture | None: ...
     @property
     def elapsed(self) -> float: ...
     @property

@@ -6,21 +6,26 @@ numbers, the pictures (for every parameter that failed against autograd: hand, r
 and difference side by side, mismatched elements outlined), the smallest failing example
 and the command that reproduces it. Styles are inline attributes, not a stylesheet, so a
 fragment looks the same wherever it is pasted and nothing outside it is restyled.
+
+Like the text builders in ``messages``, these are pure builders below the report: they know
+a report only by the attributes they read (``ReportPicture`` below), never by importing
+``report.py`` or ``training/``, so the report can call them for IPython without a circle.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from html import escape
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from gradcheck.display.grid import Grid, gradient_grid
 from gradcheck.display.svg import heatmap_svg, number
-from gradcheck.report import GradientPair, Report
+from gradcheck.messages import ReportParts, format_example, format_mismatch
+from gradcheck.tolerances import for_dtype
 
-__all__ = ["TOOLTIP_LIMIT", "figure_html", "report_html"]
+__all__ = ["TOOLTIP_LIMIT", "PairParts", "ReportPicture", "figure_html", "report_html"]
 
 # Hover text for at most this many outlined cells a figure: each costs ~100 bytes.
 TOOLTIP_LIMIT = 100
@@ -40,6 +45,34 @@ MONO = (
 )
 
 
+# What the two sides of each pair are, by what a report compares (``Report.compared``): a
+# gradient beside autograd's, or a training step's update beside the reference optimizer's.
+LABELS = {
+    "gradient": ("hand gradient", "autograd (float64)", "hand − autograd"),
+    "update": ("hand update", "reference update", "hand − reference"),
+}
+
+
+class PairParts(Protocol):
+    """What a picture needs of one parameter (``report.GradientPair`` has it)."""
+
+    @property
+    def hand(self) -> np.ndarray: ...
+    @property
+    def reference(self) -> np.ndarray: ...
+    @property
+    def allowed(self) -> np.ndarray | None: ...
+
+
+class ReportPicture(ReportParts, Protocol):
+    """What the HTML needs of a report beyond its text (``report.Report`` has it)."""
+
+    @property
+    def compared(self) -> str: ...
+    @property
+    def gradients(self) -> Mapping[str, PairParts]: ...
+
+
 def _badge(verdict: str) -> str:
     return (
         f'<span class="gradcheck-verdict" data-verdict="{escape(verdict)}" '
@@ -49,7 +82,7 @@ def _badge(verdict: str) -> str:
     )
 
 
-def _tally(report: Report, *, count: bool = True) -> str:
+def _tally(report: ReportPicture, *, count: bool = True) -> str:
     parts = [f"{report.examples} example{'s' if report.examples != 1 else ''}"] if count else []
     if report.probes:
         parts.append(f"{report.probes} finite-difference probes")
@@ -59,24 +92,9 @@ def _tally(report: Report, *, count: bool = True) -> str:
     return ", ".join(parts)
 
 
-def _is_training(report: Report) -> bool:
-    from gradcheck.training.report import TrainingReport
-
-    return isinstance(report, TrainingReport)
-
-
-def _labels(report: Report) -> tuple[str, str, str]:
-    if _is_training(report):
-        return "hand update", "reference update", "hand − reference"
-    return "hand gradient", "autograd (float64)", "hand − autograd"
-
-
-def _allowed(report: Report, pair: GradientPair) -> np.ndarray:
-    allowed = getattr(pair, "allowed", None)
-    if allowed is not None:
-        return np.asarray(allowed, dtype=np.float64)
-    from gradcheck.tolerances import for_dtype
-
+def _allowed(report: ReportPicture, pair: PairParts) -> np.ndarray:
+    if pair.allowed is not None:
+        return np.asarray(pair.allowed, dtype=np.float64)
     return for_dtype(report.dtype).allowed(np.asarray(pair.reference, dtype=np.float64))
 
 
@@ -118,7 +136,7 @@ def figure_html(
     reference: np.ndarray,
     allowed: np.ndarray,
     *,
-    labels: tuple[str, str, str] = ("hand gradient", "autograd (float64)", "hand − autograd"),
+    labels: tuple[str, str, str] = LABELS["gradient"],
 ) -> str:
     """The three heatmaps of one parameter side by side, with a caption."""
     grid = gradient_grid(hand, reference, allowed)
@@ -170,10 +188,10 @@ def figure_html(
     )
 
 
-def _pictured(report: Report) -> list[tuple[str, GradientPair]]:
+def _pictured(report: ReportPicture) -> list[tuple[str, PairParts]]:
     """Parameters that failed against a reference and have both gradients, in report order."""
-    gradients: Mapping[str, GradientPair] = report.gradients
-    found: dict[str, GradientPair] = {}
+    gradients = report.gradients
+    found: dict[str, PairParts] = {}
     for problem in report.problems:
         name = problem.parameter
         if problem.kind != "mismatch" or name is None or name in found or name not in gradients:
@@ -184,9 +202,7 @@ def _pictured(report: Report) -> list[tuple[str, GradientPair]]:
     return list(found.items())
 
 
-def _problems_html(report: Report) -> str:
-    from gradcheck.messages import format_mismatch
-
+def _problems_html(report: ReportPicture) -> str:
     items = []
     for problem in report.problems:
         where = f"[{escape(problem.parameter)}] " if problem.parameter else ""
@@ -203,9 +219,7 @@ def _problems_html(report: Report) -> str:
     return f'<ul style="margin:4px 0;padding-left:20px">{"".join(items)}</ul>' if items else ""
 
 
-def _example_html(report: Report) -> str:
-    from gradcheck.messages import format_example
-
+def _example_html(report: ReportPicture) -> str:
     example = report.example
     if example is None:
         return ""
@@ -223,7 +237,8 @@ def _example_html(report: Report) -> str:
     )
 
 
-def _training_html(report: Report) -> str:
+def _training_html(report: ReportPicture) -> str:
+    # Only a TrainingReport has these; it is not imported, so they are read if present.
     step = getattr(report, "step", None)
     parameter = getattr(report, "parameter", None)
     steps = getattr(report, "steps", 0)
@@ -234,7 +249,7 @@ def _training_html(report: Report) -> str:
     return f"<div>Parted from the reference at <b>step {step}{of}</b>{where}.</div>"
 
 
-def report_html(report: Report) -> str:
+def report_html(report: ReportPicture) -> str:
     """The report as one ``<div>``: a pass in one line, anything else in full."""
     name = escape(report.derivation)
     if report.verdict == "pass":
@@ -243,7 +258,7 @@ def report_html(report: Report) -> str:
             f'<div class="gradcheck-report" data-verdict="pass" style="{BOX}">'
             f"{_badge('pass')} <b>{name}</b> ({escape(report.dtype)}): {escape(summary)}</div>"
         )
-    labels = _labels(report)
+    labels = LABELS[report.compared]
     parts = [
         f'<div class="gradcheck-report" data-verdict="{escape(report.verdict)}" style="{BOX}">',
         f'<div style="font-size:14px">{_badge(report.verdict)} <b>{name}</b> '

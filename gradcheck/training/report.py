@@ -8,6 +8,7 @@ the loss curves of the two trajectories with their agreement.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 import numpy as np
 
@@ -67,3 +68,5 @@ class TrainingReport(Report):
     parameter: str | None = None
     steps: int = 0
     curves: LossCurves | None = None
+    # Its pairs are a step's updates beside the reference optimizer's, not gradients.
+    compared: ClassVar[Literal["gradient", "update"]] = "update"
