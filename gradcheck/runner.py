@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import queue
 import shlex
 import signal
@@ -298,13 +299,43 @@ def _worker(
         target, position = jobs[index]
         try:
             outcome = run_one(_load(target)[position], options)
-            report = outcome.report
-            if report is not None:  # the parent prints no arrays: keep the pickle small
-                report = replace(report, example=None, gradients={})
-            payload: Any = (outcome.verdict, outcome.message, report, outcome.elapsed)
+            payload: Any = (outcome.verdict, outcome.message, _packed(outcome.report))
+            payload += (outcome.elapsed,)
         except Exception as exc:  # a target that no longer imports the same, say
             payload = ("error", f"{type(exc).__name__}: {exc}", None, 0.0)
         results.put(("done", index, payload))
+
+
+# A worker's report crosses to the command whole, so that the command's page and JSON have
+# what a report made in its own process has: the example, the gradients pictured, the
+# localization. It is pickled by the worker rather than by the queue's feeder thread, which
+# would drop a report that does not pickle and leave the command waiting, and unpickled by
+# the command apart from the verdict and message, which reach it whatever happens to it.
+
+
+def _packed(report: Report | None) -> bytes | None:
+    """The report as bytes; one that does not pickle (a hyperparameter that is a lambda,
+    say) without its example and gradients, saying so."""
+    if report is None:
+        return None
+    try:
+        return pickle.dumps(report)
+    except Exception as exc:  # whatever fails to pickle is answered alike
+        note = (
+            "the example and the gradients stayed in the worker process, as they do not "
+            f"pickle ({type(exc).__name__}: {exc}); rerun with -j 1 to see them"
+        )
+        stripped = replace(report, example=None, gradients={}, notes=(*report.notes, note))
+        return pickle.dumps(stripped)
+
+
+def _unpacked(payload: tuple[str, str, bytes | None, float]) -> tuple[str, str, Any, float]:
+    verdict, message, packed, elapsed = payload
+    try:
+        report = None if packed is None else pickle.loads(packed)
+    except Exception:  # the verdict and message stand without it
+        report = None
+    return verdict, message, report, elapsed
 
 
 def _builtins() -> list[Found]:
@@ -373,7 +404,7 @@ def run_all(
                     running[which] = payload
                 else:
                     running.pop(which, None)
-                    done[which] = payload
+                    done[which] = _unpacked(payload)
             verdict, message, report, elapsed = done.pop(index)
             seed = report.seed if report is not None else options.seed
             command = reproduce_command(item.alone, options, seed)

@@ -5,44 +5,29 @@ in this process (-j 1) and in worker processes (-j 2). Reproduce lines are shell
 from __future__ import annotations
 
 import json
-import os
 import shlex
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
 from gradcheck.runner import RunOptions, reproduce_command
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.worker_targets import WAITS_FOR_A_WORKER, gradcheck_verify
 
 # A debug print at import, in the forward and in the backward, as students leave them; a
-# print straight to file descriptor 1 too, as native code writes. With WAIT_FOR_WORKER set,
-# the first backward waits until a second process has imported the file, so that a worker
-# verifies a derivation whatever the machine's load.
-PRINTING = textwrap.dedent(
+# print straight to file descriptor 1 too, as native code writes.
+PRINTING = WAITS_FOR_A_WORKER + textwrap.dedent(
     """
-    import os, time
-    from pathlib import Path
+    import os
     from gradcheck import Derivation
 
     print("imported in", os.getpid())
-    MARKS = Path(__file__).parent / "imported_by"
-    MARKS.mkdir(exist_ok=True)
-    (MARKS / str(os.getpid())).touch()
 
     def square(x):
         print("forward", tuple(x.shape))
         return (x ** 2).sum()
 
     def waits_for_a_worker(x):
-        if os.environ.get("WAIT_FOR_WORKER"):
-            for _ in range(600):
-                if len(list(MARKS.iterdir())) >= 2:
-                    break
-                time.sleep(0.1)
+        wait_for_a_worker()
         print("backward of first, in", os.getpid())
         return {"x": 2 * x}
 
@@ -59,25 +44,11 @@ PRINTING = textwrap.dedent(
 )
 
 
-def _gradcheck(*argv: str, wait_for_worker: bool) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
-    if wait_for_worker:
-        env["WAIT_FOR_WORKER"] = "1"
-    return subprocess.run(
-        [sys.executable, "-m", "gradcheck", "verify", *argv],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=240,
-        check=False,
-    )
-
-
 @pytest.mark.parametrize("jobs", ["1", "2"], ids=["in the command's process", "in a worker"])
 def test_json_stays_pure_when_the_users_code_prints(tmp_path, jobs):
     path = tmp_path / "printing.py"
     path.write_text(PRINTING)
-    done = _gradcheck(
+    done = gradcheck_verify(
         str(path), "--json", "--max-examples", "5", "--seed", "1", "-j", jobs,
         wait_for_worker=jobs != "1",
     )  # fmt: skip
@@ -94,7 +65,7 @@ def test_json_stays_pure_when_the_users_code_prints(tmp_path, jobs):
 def test_the_table_too_is_kept_apart_from_the_users_prints(tmp_path):
     path = tmp_path / "printing.py"
     path.write_text(PRINTING)
-    done = _gradcheck(str(path), "--max-examples", "5", "--seed", "1", "-j", "1",
+    done = gradcheck_verify(str(path), "--max-examples", "5", "--seed", "1", "-j", "1",
                       wait_for_worker=False)  # fmt: skip
     assert done.returncode == 1, done.stderr
     assert "backward of" not in done.stdout and "imported in" not in done.stdout
