@@ -18,6 +18,7 @@ guess from the shape of the numbers.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -119,38 +120,47 @@ class _Mistake(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def _gradients_with(
-    derivation: Derivation, example: Example, mode: _Mistake | None
-) -> dict[str, np.ndarray]:
-    """Autograd's gradients of the spec at ``example``, with ``mode`` changing the backward."""
-    forward = derivation.forward
-    if mode is not None:
+@dataclass(frozen=True)
+class _Failure:
+    """The failure to explain: the derivation, the failing point, and at it the hand
+    gradient beside the reference for every parameter, compared to ``tolerance``."""
+
+    derivation: Derivation
+    example: Example
+    pairs: Mapping[str, GradientPair]
+    tolerance: Tolerance
+
+    def gradients_with(self, mode: _Mistake) -> dict[str, np.ndarray]:
+        """Autograd's gradients of the spec at the point, with ``mode`` changing the
+        backward."""
+        derivation = self.derivation
 
         def forward(**kwargs: Any) -> Any:
             mode.bind(kwargs)
             with mode:
                 return derivation.forward(**kwargs)
 
-    given = example.grad_output
-    result = autograd_gradients(
-        derivation.name, forward, example.inputs, derivation.wrt, lambda _: given,
-        example.params,
-    )  # fmt: skip
-    return result.gradients
+        given = self.example.grad_output
+        result = autograd_gradients(
+            derivation.name, forward, self.example.inputs, derivation.wrt, lambda _: given,
+            self.example.params,
+        )  # fmt: skip
+        return result.gradients
 
+    def matches(self, gradients: Mapping[str, np.ndarray]) -> bool:
+        """The mistake reproduces the hand gradients, and it changes something here: a
+        mistake that leaves the true gradient as it is at this point explains nothing."""
 
-def _matches(
-    hand: Mapping[str, GradientPair], gradients: Mapping[str, np.ndarray], tolerance: Tolerance
-) -> bool:
-    """The mistake reproduces the hand gradients, and it changes something here: a mistake
-    that leaves the true gradient as it is at this point explains nothing."""
+        def close(a: np.ndarray, b: np.ndarray) -> bool:
+            return bool(np.all(np.abs(a - b) <= self.tolerance.allowed(b)))
 
-    def close(a: np.ndarray, b: np.ndarray) -> bool:
-        return bool(np.all(np.abs(a - b) <= tolerance.allowed(b)))
+        pairs = self.pairs
+        reproduces = all(close(pair.hand, gradients[name]) for name, pair in pairs.items())
+        changes = not all(close(gradients[name], pair.reference) for name, pair in pairs.items())
+        return reproduces and changes
 
-    reproduces = all(close(pair.hand, gradients[name]) for name, pair in hand.items())
-    changes = not all(close(gradients[name], pair.reference) for name, pair in hand.items())
-    return reproduces and changes
+    def reproduced_by(self, mode: _Mistake) -> bool:
+        return self.matches(self.gradients_with(mode))
 
 
 def explain(
@@ -172,51 +182,39 @@ def explain_findings(
     """``explain``'s mistakes with the keys that confirmation compares across points."""
     if not pairs:
         return []
+    failure = _Failure(derivation, example, pairs, tolerance)
     try:
-        return _explain(derivation, example, pairs, tolerance)
+        return [*_relu_masks(failure), *_transposed_weights(failure), *_stale_weights(failure)]
     except Exception:  # a spec these rewrites do not fit: say nothing rather than guess
         return []
 
 
-def _explain(
-    derivation: Derivation,
-    example: Example,
-    pairs: Mapping[str, GradientPair],
-    tolerance: Tolerance,
-) -> list[Finding]:
+def _relu_masks(failure: _Failure) -> list[Finding]:
     found = []
-    if _matches(pairs, _gradients_with(derivation, example, _Mistake(relu=_MaskFromGradient)),
-                tolerance):  # fmt: skip
+    if failure.reproduced_by(_Mistake(relu=_MaskFromGradient)):
         found.append(Finding(("mask_from_gradient",), (
             "the hand gradients equal autograd's with each ReLU mask taken from the sign of "
             "the incoming gradient instead of the ReLU's input: the mask comes from the wrong "
             "tensor (seed 001's grad_h[grad_h < 0] = 0 should be grad_h[h < 0] = 0)"
         ), claim=True))  # fmt: skip
-    if _matches(pairs, _gradients_with(derivation, example, _Mistake(relu=_NoMask)), tolerance):
+    if failure.reproduced_by(_Mistake(relu=_NoMask)):
         found.append(Finding(("no_mask",), (
             "the hand gradients equal autograd's with the ReLU masks left out: the gradient "
             "flows through inactive units (a missing grad_h[h < 0] = 0)"
         ), claim=True))  # fmt: skip
-    found.extend(_transposed_weights(derivation, example, pairs, tolerance))
-    found.extend(_stale_weights(derivation, example, pairs, tolerance))
     return found
 
 
-def _transposed_weights(
-    derivation: Derivation,
-    example: Example,
-    pairs: Mapping[str, GradientPair],
-    tolerance: Tolerance,
-) -> list[Finding]:
+def _transposed_weights(failure: _Failure) -> list[Finding]:
     found = []
-    for weight in derivation.shapes:
-        value = example.inputs[weight]
+    for weight in failure.derivation.shapes:
+        value = failure.example.inputs[weight]
         if value.ndim != 2 or value.shape[0] != value.shape[1] or value.shape[0] < 2:
             continue
         if not np.issubdtype(value.dtype, np.floating):
             continue
         mistake = _Mistake(stale_name=weight, stale_used=torch.from_numpy(value.T.copy()))
-        if _matches(pairs, _gradients_with(derivation, example, mistake), tolerance):
+        if failure.reproduced_by(mistake):
             found.append(Finding(("transposed_use", weight), (
                 f"the hand gradients equal autograd's with {weight!r} used transposed where "
                 f"the gradient flows back through ... @ {weight}: grad @ {weight} where it "
@@ -226,21 +224,16 @@ def _transposed_weights(
     return found
 
 
-def _stale_weights(
-    derivation: Derivation,
-    example: Example,
-    pairs: Mapping[str, GradientPair],
-    tolerance: Tolerance,
-) -> list[Finding]:
+def _stale_weights(failure: _Failure) -> list[Finding]:
     found = []
-    for weight in derivation.wrt:
-        if weight not in pairs or np.ndim(example.inputs[weight]) != 2:
+    pairs, inputs = failure.pairs, failure.example.inputs
+    for weight in failure.derivation.wrt:
+        if weight not in pairs or np.ndim(inputs[weight]) != 2:
             continue
         grad_weight = pairs[weight].reference
         # grad(lr) = reference - lr * shift: one run at lr = 1 gives the shift.
-        used = torch.from_numpy(example.inputs[weight] - grad_weight)
-        mistake = _Mistake(stale_name=weight, stale_used=used)
-        shifted = _gradients_with(derivation, example, mistake)
+        used = torch.from_numpy(inputs[weight] - grad_weight)
+        shifted = failure.gradients_with(_Mistake(stale_name=weight, stale_used=used))
         shift = {name: pairs[name].reference - shifted[name] for name in pairs}
         error = {name: pairs[name].reference - pairs[name].hand for name in pairs}
         norm = sum(float(np.sum(s * s)) for s in shift.values())
@@ -250,7 +243,7 @@ def _stale_weights(
         if rate <= 0:
             continue
         predicted = {name: pairs[name].reference - rate * shift[name] for name in pairs}
-        if _matches(pairs, predicted, tolerance):
+        if failure.matches(predicted):
             affected = [n for n in pairs if np.any(shift[n] != 0)]
             # The fitted rate is a free parameter: only the same rate everywhere confirms it.
             key = ("stale", weight, f"{rate:.3g}")
