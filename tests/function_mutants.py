@@ -330,3 +330,134 @@ swish_saved_in_place = function_derivation(
 )
 focal_loss = function_derivation(FocalLoss, spec=focal_loss_spec, **FOCAL)
 focal_loss_in_place = function_derivation(FocalLossInPlace, spec=focal_loss_spec, **FOCAL)
+
+
+class RowNormalizeItem(torch.autograd.Function):
+    """x / |x| per row, whose forward reads the norm with .item(): right for one row, and
+    it raises (in forward, not backward) for more."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        norm = x.norm(dim=1).item()
+        ctx.save_for_backward(x)
+        return x / norm
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_output: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        norm = x.norm(dim=1, keepdim=True)
+        y = x / norm
+        return (grad_output - y * (grad_output * y).sum(dim=1, keepdim=True)) / norm
+
+
+def row_normalize_spec(x: torch.Tensor) -> torch.Tensor:
+    return x / x.norm(dim=1, keepdim=True)
+
+
+row_normalize_item = function_derivation(
+    RowNormalizeItem,
+    spec=row_normalize_spec,
+    shapes={"x": ("N", "D")},
+    wrt=["x"],
+    bounds={"x": (0.5, 2.0)},
+)
+
+
+def _entmax_threshold(z: torch.Tensor) -> torch.Tensor:
+    """tau with sum(clamp(z - tau, 0) ** 2) = 1 over the last dim (sort-based, exact)."""
+    d = z.shape[-1]
+    zs, _ = torch.sort(z, dim=-1, descending=True)
+    rho = torch.arange(1, d + 1, dtype=z.dtype, device=z.device)
+    mean = zs.cumsum(-1) / rho
+    mean_sq = (zs**2).cumsum(-1) / rho
+    delta = (1 - rho * (mean_sq - mean**2)) / rho
+    tau = mean - torch.sqrt(torch.clamp(delta, min=0))
+    support = (tau <= zs).sum(dim=-1, keepdim=True)
+    return tau.gather(-1, support - 1)
+
+
+def entmax15_spec(x: torch.Tensor) -> torch.Tensor:
+    z = (x - x.max(dim=-1, keepdim=True).values) / 2
+    return torch.clamp(z - _entmax_threshold(z), min=0) ** 2
+
+
+class Entmax15(torch.autograd.Function):
+    """1.5-entmax over the last dim, with the entmax package's backward: right at first
+    order, and its derivative is NaN wherever an output is 0 (sqrt's slope there is inf)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        y = entmax15_spec(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> torch.Tensor:
+        (y,) = ctx.saved_tensors
+        gppr = y.sqrt()  # 1 / g''(y)
+        dx = grad_output * gppr
+        q = dx.sum(-1, keepdim=True) / gppr.sum(-1, keepdim=True)
+        return dx - q * gppr
+
+
+class Entmax15Once(Entmax15):
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_output: torch.Tensor) -> torch.Tensor:
+        (y,) = ctx.saved_tensors
+        gppr = y.sqrt()
+        dx = grad_output * gppr
+        return dx - dx.sum(-1, keepdim=True) / gppr.sum(-1, keepdim=True) * gppr
+
+
+entmax15 = function_derivation(Entmax15, spec=entmax15_spec, shapes={"x": ("N", "D")}, wrt=["x"])
+entmax15_once = function_derivation(
+    Entmax15Once, spec=entmax15_spec, shapes={"x": ("N", "D")}, wrt=["x"]
+)
+
+
+def _rms_norm(eps_backward: float) -> type[torch.autograd.Function]:
+    class RMSNorm(torch.autograd.Function):
+        """x / rms(x) * w with eps 1e-6 in forward, and ``eps_backward`` in backward."""
+
+        @staticmethod
+        def forward(ctx: Any, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+            ctx.save_for_backward(x, w)
+            return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * w
+
+        @staticmethod
+        def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            x, w = ctx.saved_tensors
+            r = torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps_backward)
+            g = grad_output * w
+            # d(x r)/dx = r - x r^3 x^T / D, applied to g
+            grad_x = r * g - r**3 * x * (g * x).sum(-1, keepdim=True) / x.shape[-1]
+            return grad_x, (grad_output * x * r).reshape(-1, x.shape[-1]).sum(0)
+
+    return RMSNorm
+
+
+def rms_norm_spec(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * w
+
+
+RMS_SHAPES = {"x": ("N", "D"), "w": ("D",)}
+rms_norm = function_derivation(
+    _rms_norm(1e-6), spec=rms_norm_spec, shapes=RMS_SHAPES, wrt=["x", "w"]
+)
+rms_norm_other_eps = function_derivation(
+    _rms_norm(1e-5), spec=rms_norm_spec, shapes=RMS_SHAPES, wrt=["x", "w"], name="RMSNormEps"
+)
+
+
+class TanhHalfDetached(Tanh):
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> torch.Tensor:
+        (y,) = ctx.saved_tensors
+        return grad_output * (1 - y.detach() * y)  # right values; half the derivative lost
+
+
+tanh_half_detached = function_derivation(
+    TanhHalfDetached, spec=torch.tanh, shapes=TANH_SHAPES, wrt=["x"]
+)

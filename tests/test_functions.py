@@ -12,8 +12,9 @@ import torch
 from gradcheck import DerivationError, check, function_derivation, verify
 from gradcheck.cli import main
 from gradcheck.derivations.relu_function import MyReLU
-from gradcheck.functions import CHECKS, messages, runner
+from gradcheck.functions import CHECKS, judge, messages, runner
 from gradcheck.functions.layouts import LAYOUTS, in_layout
+from gradcheck.tolerances import for_dtype
 from tests import function_mutants as mutants
 
 pytest_plugins = ["pytester"]
@@ -202,6 +203,88 @@ def test_reentrant_messages_name_the_edited_tensor_or_say_what_to_look_for():
     assert "a tensor its ctx holds" in messages.not_reentrant("x", [])[1]
     assert "(RuntimeError: boom). Its backward" in messages.not_reentrant_raised(
         "RuntimeError: boom.", []
+    )
+
+
+def test_an_error_in_the_functions_forward_is_reported_as_the_forwards_not_the_backwards():
+    report = _verify(mutants.row_normalize_item)
+    assert report.verdict == "fail"
+    text = str(report)
+    assert "the Function's forward raised RuntimeError: a Tensor with 2 elements" in text
+    assert "function_mutants.py:" in text and "in forward)" in text
+    assert "backward raised" not in text
+
+
+def test_an_error_in_a_checks_forward_or_backward_names_its_phase():
+    assert messages.raised("Given x transposed", "ValueError: v", "forward") == (
+        "Given x transposed, the Function's forward raised ValueError: v"
+    )
+    assert "the Function's backward raised" in messages.raised("At the example", "E: e", "backward")
+    assert "vmap over a batch of 3, the Function raised" in messages.raised(
+        "Under torch.func.vmap over a batch of 3", "E: e", None
+    )
+
+
+def test_a_nan_second_derivative_where_the_specs_is_finite_fails_double_backward_with_the_point():
+    report = _verify(mutants.entmax15)  # a report, never a DerivationError
+    assert report.verdict == "fail"
+    assert [(p.kind, p.parameter) for p in report.problems] == [("double backward", "x")]
+    text = str(report)
+    assert "with respect to 'x' is not finite at " in text
+    assert "where the spec's Hessian-vector product (autograd of autograd, float64) is " in text
+    assert "takes the sqrt" in text
+    assert report.example is not None and "x" in report.example.inputs
+
+
+def test_the_same_entmax_backward_marked_once_differentiable_passes():
+    assert _verify(mutants.entmax15_once).verdict == "pass"
+
+
+def test_a_second_derivative_the_spec_lacks_is_not_judged_and_one_the_function_lacks_fails():
+    reference = np.array([[1.0, np.inf]])
+    unjudged = judge.spec_not_finite("double backward", "x", reference, "the spec's HVP")
+    assert unjudged.kind == "kink"
+    assert "the spec's HVP is inf at index (0, 1)" in unjudged.message
+    hand, finite = np.array([[np.nan, 1.0]]), np.array([[0.5, 1.0]])
+    mismatch, _ = judge.differs(
+        hand, finite, for_dtype("float64"), parameter="x", reference="the spec's HVP"
+    )
+    failed = judge.not_finite("double backward", mismatch, hand, finite, "the VJP's slope", "Fix.")
+    assert failed.kind == "double backward"
+    assert (
+        "the VJP's slope is not finite at 1 of 2 elements (at index (0, 0): nan, where the "
+        "spec's HVP is 0.5). Fix."
+    ) == failed.message
+    assert judge.not_finite("double backward", mismatch, finite, finite, "w", "h") is None
+
+
+def test_a_backward_whose_values_are_wrong_is_told_to_fix_them_before_its_second_derivative():
+    report = _verify(mutants.rms_norm_other_eps)
+    assert report.verdict == "fail"
+    text = str(report)
+    assert "- [x] mismatch: gradient for 'x' does not match torch autograd" in text
+    assert "- [x] double backward:" in text and "fix the backward first" in text
+    assert "not differentiable as written" not in text
+    assert _verify(mutants.rms_norm).verdict == "pass"
+
+
+def test_a_backward_right_at_first_order_with_half_its_derivative_lost_is_told_so():
+    report = _verify(mutants.tanh_half_detached)
+    assert [(p.kind, p.parameter) for p in report.problems] == [("double backward", "x")]
+    assert "Its backward passes at first order, but its derivative is not the spec's" in str(report)
+
+
+def test_a_spec_that_raises_away_from_the_point_leaves_the_check_unjudged_not_an_error(
+    monkeypatch,
+):
+    def raising(run: Any) -> list:
+        raise DerivationError("Derivation 'Tanh': forward raised IndexError: out of bounds.")
+
+    monkeypatch.setattr(runner.run_checks, "double_backward_check", raising)
+    report = check(mutants.tanh, {"x": np.array([[0.5, -0.25]])})
+    assert report.verdict == "error"
+    assert "- references_disagree: double backward: the spec could not be evaluated where" in (
+        str(report)
     )
 
 

@@ -8,7 +8,6 @@ Function, the spec, the point on one device) returning the problems it found.
 
 from __future__ import annotations
 
-import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,15 +20,24 @@ from gradcheck.derivation import DerivationError
 from gradcheck.functions import messages
 from gradcheck.functions.function import (
     Forward,
+    describe_raised,
     double_backward,
     jvp_by_double_backward,
     jvp_by_forward_ad,
+    raised_in_forward,
     tensors_at,
     vjp,
     vjp_twice,
     vmapped_vjp,
 )
-from gradcheck.functions.judge import combined, differs, judged, plain_difference
+from gradcheck.functions.judge import (
+    combined,
+    differs,
+    judged,
+    not_finite,
+    plain_difference,
+    spec_not_finite,
+)
 from gradcheck.functions.layouts import LAYOUTS, in_layout
 from gradcheck.references.autograd import call_forward
 from gradcheck.references.finite_differences import ScalarSpec
@@ -87,18 +95,17 @@ class Raised(Exception):
         self.problem = problem
 
 
-def _where(exc: BaseException) -> str:
-    frames = traceback.extract_tb(exc.__traceback__)
-    return f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
-
-
-def by_function(check: str, call: Callable[[], Any], doing: str) -> Any:
+def by_function(check: str, call: Callable[[], Any], doing: str, *, phased: bool = True) -> Any:
+    """``call()``; what the Function raises in it, as the check's problem. ``phased``: the
+    call runs apply then backward, so that a raise in apply is its forward's (under forward
+    AD or vmap, apply runs the jvp or vmap rule too)."""
     try:
         return call()
     except DerivationError:
         raise
     except Exception as exc:  # the Function is user code: its failure is a verdict
-        message = messages.raised(doing, f"{type(exc).__name__}: {exc}{_where(exc)}")
+        phase = ("forward" if raised_in_forward(exc) else "backward") if phased else None
+        message = messages.raised(doing, describe_raised(exc), phase)
         raise Raised(Problem(check, message)) from exc
 
 
@@ -352,6 +359,7 @@ def jvp_check(run: Run) -> list[Problem]:
                 {n: torch.tensor(t, dtype=dtype, device=device) for n, t in tangents.items()},
             ),
             "In forward-mode AD (its jvp)",
+            phased=False,
         )
     )
     expected = as_numpy(
@@ -366,15 +374,17 @@ def jvp_check(run: Run) -> list[Problem]:
     )
     if got.shape != expected.shape:
         return [Problem(check, messages.tangent_shape(got.shape, expected.shape), "output")]
-    mismatch, allowed = differs(
-        got,
-        expected,
-        run.tolerance,
-        parameter="output",
-        reference="the spec's JVP (autograd, float64)",
-    )
+    what = "the Function's forward-mode tangent of the output"
+    against = "the spec's JVP (autograd, float64)"
+    unjudged = spec_not_finite(check, "output", expected, against)
+    if unjudged is not None:
+        return [unjudged]
+    mismatch, allowed = differs(got, expected, run.tolerance, parameter="output", reference=against)
     if mismatch is None:
         return []
+    infinite = not_finite(check, mismatch, got, expected, what, messages.NON_FINITE_JVP_HINT)
+    if infinite is not None:
+        return [infinite]
 
     def slope_along(delta: np.ndarray, widen: float) -> Any:
         # <f(x + t v), delta> moves at <J v, delta>: one probe per input moved
@@ -385,8 +395,7 @@ def jvp_check(run: Run) -> list[Problem]:
     return [
         judged(
             check, mismatch, got, expected, allowed, slope_along,
-            what="the Function's forward-mode tangent of the output",
-            inputs=run.point, dims=run.dims, hint=messages.JVP_HINT,
+            what=what, inputs=run.point, dims=run.dims, hint=messages.JVP_HINT,
         )
     ]  # fmt: skip
 
@@ -417,10 +426,20 @@ def double_backward_check(run: Run) -> list[Problem]:
     for target, value in got.items():
         hand, reference = as_numpy(value), as_numpy(expected[target])
         what, against = messages.second_derivative(target)
+        unjudged = spec_not_finite(check, target, reference, against)
+        if unjudged is not None:
+            problems.append(unjudged)
+            continue
         mismatch, allowed = differs(
             hand, reference, run.tolerance, parameter=target, reference=against
         )
         if mismatch is None:
+            continue
+        infinite = not_finite(
+            check, mismatch, hand, reference, what, messages.NON_FINITE_SECOND_HINT
+        )
+        if infinite is not None:
+            problems.append(infinite)
             continue
 
         def slope_along(delta: np.ndarray, widen: float, target: str = target) -> Any:
@@ -430,10 +449,36 @@ def double_backward_check(run: Run) -> list[Problem]:
         problems.append(
             judged(
                 check, mismatch, hand, reference, allowed, slope_along,
-                what=what, inputs=run.point, dims=run.dims, hint=messages.DOUBLE_BACKWARD_HINT,
+                what=what, inputs=run.point, dims=run.dims,
+                hint=_second_order_hint(run, hand, reference, allowed),
             )
         )  # fmt: skip
     return problems
+
+
+def _second_order_hint(
+    run: Run, hand: np.ndarray, reference: np.ndarray, allowed: np.ndarray
+) -> str:
+    """Why the second derivative differs, from what can be seen: a derivative that is zero
+    where the spec's is not was cut from the graph; one of a backward whose values already
+    differ follows them; else a term's derivative is off."""
+    wrong = ~(np.abs(hand - reference) <= allowed)
+    if np.all(hand[wrong] == 0):
+        return messages.DOUBLE_BACKWARD_HINT
+    seed = None if run.grad_output is None else torch.tensor(run.grad_output)
+    _, expected = by_spec(
+        run.label("double backward"), lambda: vjp(run.spec, run.reference_point(), run.wrt, seed)
+    )
+    for name, gradient in run.gradients.items():
+        wanted = expected.get(name)
+        if wanted is None:
+            continue
+        mismatch, _ = differs(
+            gradient, as_numpy(wanted), run.tolerance, parameter=name, reference="the spec's"
+        )
+        if mismatch is not None:
+            return messages.FIRST_ORDER_HINT
+    return messages.SECOND_ORDER_HINT
 
 
 def _first_derivative_spec(
@@ -522,6 +567,7 @@ def vmap_check(run: Run) -> list[Problem]:
         check,
         lambda: vmapped_vjp(run.function, batched, shared, run.wrt, stacked_seeds),
         f"Under torch.func.vmap over a batch of {VMAP_BATCH}",
+        phased=False,
     )
     problems = []
     pairs = [("output", as_numpy(outputs), np.stack(looped_outputs))]

@@ -12,8 +12,15 @@ from typing import Any
 import torch
 
 from gradcheck.derivation import Derivation, DerivationError, DimRange, IntegerRange
+from gradcheck.functions import messages
 from gradcheck.functions.checks import CHECKS
-from gradcheck.functions.function import FunctionUnderTest, forward_arguments, vjp
+from gradcheck.functions.function import (
+    FunctionUnderTest,
+    describe_raised,
+    forward_arguments,
+    raised_in_forward,
+    vjp,
+)
 from gradcheck.functions.runner import FunctionChecks
 
 __all__ = ["function_derivation"]
@@ -24,6 +31,14 @@ DTYPE_NAMES = ("float64", "float32")
 def _suggest(value: str, choices: Sequence[str]) -> str:
     close = difflib.get_close_matches(value, choices, n=1)
     return f"; did you mean {close[0]!r}?" if close else ""
+
+
+class ForwardMismatch(AssertionError):
+    """The Function's forward raised, where the backward check runs it. The name is the one
+    the engine reports as the forward's problem rather than "backward raised" (see
+    ``gradcheck.backward._raised_problem``); the message places the raise itself."""
+
+    forward = None
 
 
 class _FunctionBackward:
@@ -37,7 +52,12 @@ class _FunctionBackward:
     def __call__(self, **arguments: Any) -> dict[str, torch.Tensor]:
         seed = arguments.pop("grad_output", None)
         params = {k: arguments.pop(k) for k in self.params}
-        _, grads = vjp(self.function.bound(params), arguments, self.wrt, seed)
+        try:
+            _, grads = vjp(self.function.bound(params), arguments, self.wrt, seed)
+        except Exception as exc:
+            if raised_in_forward(exc):
+                raise ForwardMismatch(messages.forward_raised(describe_raised(exc))) from exc
+            raise
         # An input the Function's backward gives None for is reported missing, by name.
         return {name: grad for name, grad in grads.items() if grad is not None}
 

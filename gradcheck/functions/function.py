@@ -7,6 +7,7 @@ float64, the spec it is held to.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,12 +18,17 @@ import torch
 import torch.autograd.forward_ad as forward_ad
 from torch.autograd.function import _SingleLevelFunction
 
+from gradcheck.backward import _where_raised
+
 __all__ = [
     "Forward",
     "FunctionUnderTest",
+    "describe_raised",
     "double_backward",
+    "in_forward",
     "jvp_by_double_backward",
     "jvp_by_forward_ad",
+    "raised_in_forward",
     "saved_state",
     "tensors_at",
     "vjp",
@@ -70,15 +76,42 @@ class FunctionUnderTest:
 
         def run(values: Mapping[str, torch.Tensor]) -> torch.Tensor:
             merged = {**params, **values}
-            output = self.function.apply(*(merged[name] for name in self.arguments))
+            try:
+                output = self.function.apply(*(merged[name] for name in self.arguments))
+            except Exception as exc:
+                in_forward(exc)
+                raise
             if not isinstance(output, torch.Tensor):
-                raise TypeError(
-                    f"{self.name}.apply returned {type(output).__name__}; gradcheck checks a "
-                    "Function with one tensor output"
+                raise in_forward(
+                    TypeError(
+                        f"{self.name}.apply returned {type(output).__name__}; gradcheck checks "
+                        "a Function with one tensor output"
+                    )
                 )
             return output
 
         return run
+
+
+# The attribute an exception raised in the Function's forward carries, so that a report
+# says "its forward raised" where autograd would let it pass for a backward's.
+PHASE = "gradcheck_phase"
+
+
+def in_forward(exc: Exception) -> Exception:
+    """``exc``, marked as raised by the Function's forward (its type and traceback kept)."""
+    with contextlib.suppress(AttributeError):  # __slots__: reported as it is
+        setattr(exc, PHASE, "forward")
+    return exc
+
+
+def raised_in_forward(exc: BaseException) -> bool:
+    return getattr(exc, PHASE, None) == "forward"
+
+
+def describe_raised(exc: BaseException) -> str:
+    """'ValueError: boom (at model.py:12 in forward)': the deepest frame in the user's code."""
+    return f"{type(exc).__name__}: {exc}{_where_raised(exc)}"
 
 
 def forward_arguments(function: type[torch.autograd.Function]) -> list[str] | None:

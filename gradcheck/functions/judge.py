@@ -19,7 +19,15 @@ from gradcheck.references.finite_differences import Slope
 from gradcheck.report import Problem
 from gradcheck.tolerances import Tolerance
 
-__all__ = ["SlopeAlong", "combined", "differs", "judged", "plain_difference"]
+__all__ = [
+    "SlopeAlong",
+    "combined",
+    "differs",
+    "judged",
+    "not_finite",
+    "plain_difference",
+    "spec_not_finite",
+]
 
 # (direction, step widening) -> the slope of a scalar function of the point along it.
 SlopeAlong = Callable[[np.ndarray, float], Slope]
@@ -157,3 +165,40 @@ def plain_difference(
         parameter=label or mismatch.parameter,
         mismatch=mismatch,
     )
+
+
+def spec_not_finite(check: str, name: str, reference: np.ndarray, what: str) -> Problem | None:
+    """The spec has no finite ``what`` here (not that many times differentiable at this
+    point): nothing to judge the Function by, as at a kink."""
+    bad = ~np.isfinite(reference)
+    if not bad.any():
+        return None
+    index = _first(bad)
+    return Problem(
+        "kink",
+        f"{check}: {what} is {reference[index]} at index {index}: the spec is not "
+        "differentiable enough at this point; not judged.",
+        parameter=name,
+    )
+
+
+def not_finite(
+    check: str, mismatch: Mismatch, hand: np.ndarray, reference: np.ndarray, what: str, hint: str
+) -> Problem | None:
+    """A NaN or inf from the Function where the spec's value is finite: a failure as it
+    stands, without finite differences (along a NaN difference they would leave the point)."""
+    bad = ~np.isfinite(hand)
+    if not bad.any():
+        return None
+    index = _first(bad)
+    return Problem(
+        check,
+        f"{what} is not finite at {int(bad.sum())} of {bad.size} elements (at index {index}: "
+        f"{hand[index]}, where {mismatch.reference} is {reference[index]:.6g}). {hint}",
+        parameter=mismatch.parameter,
+        mismatch=mismatch,
+    )
+
+
+def _first(mask: np.ndarray) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.unravel_index(int(np.argmax(mask)), mask.shape))

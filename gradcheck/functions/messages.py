@@ -5,8 +5,13 @@ from __future__ import annotations
 __all__ = [
     "CUDA_HINT",
     "DOUBLE_BACKWARD_HINT",
+    "FIRST_ORDER_HINT",
     "JVP_HINT",
+    "NON_FINITE_JVP_HINT",
+    "NON_FINITE_SECOND_HINT",
+    "SECOND_ORDER_HINT",
     "VMAP_HINT",
+    "forward_raised",
     "layout_hint",
     "layout_result",
     "nondeterministic",
@@ -16,6 +21,7 @@ __all__ = [
     "output_shape",
     "raised",
     "second_derivative",
+    "spec_failed",
     "spec_raised",
     "tangent_shape",
     "vmap_result",
@@ -32,6 +38,30 @@ DOUBLE_BACKWARD_HINT = (
     "torch ops on what it saved, or mark it @once_differentiable if it is not meant to be "
     "differentiated twice."
 )
+# Where the backward's own values are already wrong, the derivative of them is too.
+FIRST_ORDER_HINT = (
+    "Its backward's own values already differ from the spec's gradient at this point (see "
+    "the backward check); the derivative of a wrong backward is wrong too: fix the backward "
+    "first."
+)
+# Where its values pass, and its derivative is not zero: a term whose derivative is off.
+SECOND_ORDER_HINT = (
+    "Its backward passes at first order, but its derivative is not the spec's: a term "
+    "computed from a detached tensor, under no_grad or in numpy, or a term whose value is "
+    "close to the right one and its derivative is not (a constant such as eps that differs "
+    "from the forward's). Write the backward with the forward's own constants and "
+    "differentiable torch ops, or mark it @once_differentiable."
+)
+NON_FINITE_SECOND_HINT = (
+    "Its backward has an infinite derivative here: it takes the sqrt (or log, or a power "
+    "below 1) of a saved value that is 0, or divides by one, and inf * 0 gives NaN. Write it "
+    "so that its derivative stays finite (torch.where around the sqrt, or save the root from "
+    "forward), or mark it @once_differentiable."
+)
+NON_FINITE_JVP_HINT = (
+    "The jvp staticmethod gives NaN or inf where the spec's tangent is finite: a division by "
+    "a saved value that is 0, or inf * 0."
+)
 VMAP_HINT = (
     "The vmap rule (generate_vmap_rule = True, or the vmap staticmethod) does not treat the "
     "members of the batch independently: a reduction over the batch dim, or the batch dim "
@@ -44,9 +74,24 @@ def not_run(check: str, why: str) -> str:
     return f"{check}: not run: {why}"
 
 
-def raised(doing: str, error: str) -> str:
-    """``doing`` leads: "Given grad_output transposed (strides (1, 2))"."""
-    return f"{doing}, the Function raised {error}"
+def raised(doing: str, error: str, phase: str | None) -> str:
+    """``doing`` leads: "Given grad_output transposed (strides (1, 2))"; ``phase`` is
+    'forward', 'backward', or None where apply ran a jvp or vmap rule as well."""
+    who = "the Function" if phase is None else f"the Function's {phase}"
+    return f"{doing}, {who} raised {error}"
+
+
+def forward_raised(error: str) -> str:
+    """The backward check's words for a Function whose forward raised at the point."""
+    return f"the Function's forward raised {error}"
+
+
+def spec_failed(check: str, error: str) -> str:
+    """The spec raised where a check's finite differences moved the point."""
+    return (
+        f"{check}: the spec could not be evaluated where finite differences moved the point "
+        f"({error}); the Function is not judged by it here."
+    )
 
 
 def spec_raised(check: str, error: str) -> str:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from gradcheck.backward import DTYPES
+from gradcheck.derivation import DerivationError
 from gradcheck.functions import checks as run_checks
 from gradcheck.functions import messages
 from gradcheck.functions.checks import CHECKS, Findings, Raised, Run
@@ -168,7 +169,7 @@ class FunctionChecks:
         output, grads = run_checks.by_function(
             run.label("backward"),
             lambda: vjp(run.function, run.values, run.wrt, run.seed_tensor),
-            "In its forward or backward",
+            "At the example",
         )
         run.output = run_checks.as_numpy(output)
         run.gradients = {n: run_checks.as_numpy(g) for n, g in grads.items() if g is not None}
@@ -190,4 +191,7 @@ class FunctionChecks:
                 problems.extend(step())
             except Raised as raised:
                 problems.append(raised.problem)
+            except DerivationError as exc:  # the spec, away from the point the engine checked
+                message = messages.spec_failed(run.label(LABELS[check]), str(exc))
+                problems.append(Problem("references_disagree", message))
         return problems
