@@ -60,6 +60,9 @@ def single_threaded_blas(backend: str = "numpy") -> Iterator[None]:
 def _as_numpy(value: Any) -> np.ndarray:
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu()
+        if value.layout != torch.strided:
+            # A sparse gradient (an embedding's) is a gradient all the same: judge its values.
+            value = value.to_dense()
         if value.dtype in (torch.bfloat16, torch.float16):
             value = value.to(torch.float32)  # exact; numpy has no bfloat16
         return value.numpy()

@@ -15,6 +15,7 @@ import functools
 import itertools
 import math
 import time
+import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -195,7 +196,26 @@ def _as_array(where: str, key: str, value: Any, *, integer: bool) -> np.ndarray:
     return array
 
 
-def _grad_output_maker(name: str, given: Any, rng: np.random.Generator) -> Any:
+# Scales of a drawn grad_output, one chosen per point: a backward that clips grad_output
+# (to [-2, 2], say) or drops its sign passes at unit-scale seeds of one or two elements.
+GRAD_OUTPUT_SCALES = (1.0, 1.0, 1.0, 100.0, 0.01)
+
+
+def _point_seed(seed: int, point: Mapping[str, np.ndarray]) -> int:
+    """A seed of the point's own: grad_output is drawn afresh at every point of a search
+    (one drawn from the search seed alone was the same vector at every point of a shape),
+    and again the same whenever the same point is evaluated. Up to 4096 elements of each
+    input are hashed: enough to tell drawn points apart, cheap at 3000x3000."""
+    digest = zlib.crc32(seed.to_bytes(8, "little"))
+    for key in sorted(point):
+        value = np.ascontiguousarray(point[key]).reshape(-1)
+        digest = zlib.crc32(key.encode(), digest)
+        digest = zlib.crc32(value[:4096].tobytes(), digest)
+        digest = zlib.crc32(np.asarray(value.shape).tobytes(), digest)
+    return digest
+
+
+def _grad_output_maker(name: str, given: Any, seed: int) -> Any:
     def make(shape: tuple[int, ...]) -> np.ndarray | None:
         if not shape:
             if given is not None:
@@ -205,7 +225,11 @@ def _grad_output_maker(name: str, given: Any, rng: np.random.Generator) -> Any:
                 )
             return None
         if given is None:
-            return rng.standard_normal(shape)
+            rng = np.random.default_rng(seed)
+            return (
+                rng.standard_normal(shape)
+                * GRAD_OUTPUT_SCALES[int(rng.integers(len(GRAD_OUTPUT_SCALES)))]
+            )
         array = _as_array(f"check({name!r})", "grad_output", given, integer=False)
         if array.shape != shape:
             raise DerivationError(
@@ -392,6 +416,7 @@ def _judge_probes(
     jumps: Jumps,
     *,
     screen: bool,
+    extra: Iterator[np.ndarray] | None = None,
 ) -> tuple[list[Problem], int]:
     """Where the probes side with autograd, hold the hand gradient to them; where they do
     not, say whether a kink or the spec is to blame. With ``screen`` (the hand gradient
@@ -401,6 +426,9 @@ def _judge_probes(
     problems: list[Problem] = []
     fd_values, fd_allowed, hand_values = [], [], []
     count = 0
+    subgradient: Problem | None = None  # the hand's choice at a kink, said once
+    tie_directions = False  # element probes excused a choice: probe several together too
+    crossings = 0  # probes whose step crossed a kink
     for direction, quick in _screened(spec, name, directions, screen=screen):
         count += 1
         along_reference = _dot(reference, direction)
@@ -410,11 +438,25 @@ def _judge_probes(
         if abs(slope.central - along_reference) > slope.allowed and not slope.kink:
             slope = _agreeing_wider(spec, name, direction, along_reference) or slope
         if abs(slope.central - along_reference) <= slope.allowed:
+            if slope.kink and not screen:
+                # At a kink or a tie the central difference is one subgradient (torch's
+                # choice often equals it) but not the only one: a hand gradient between
+                # the one-sided slopes (|x| with +1 at 0, a tied max given to one element)
+                # is as valid, so the probe cannot hold the hand to it.
+                along_hand = _dot(hand_grad, direction)
+                if _between_one_sided(slope, along_hand, allowance.along(direction)):
+                    if abs(along_hand - slope.central) > slope.allowed + allowance.along(direction):
+                        subgradient = subgradient or _subgradient_problem(name, slope)
+                        tie_directions = tie_directions or (unit == "elements")
+                    continue
             fd_values.append(slope.central)
             # The hand gradient may differ from the reference by its dtype's rounding.
             fd_allowed.append(slope.allowed + allowance.along(direction))
             hand_values.append(_dot(hand_grad, direction))
         elif slope.kink or jumps(name, direction, slope, along_reference):
+            crossings += 1
+            if crossings > 1:
+                continue  # one line says it; the count is added below
             problems.append(
                 Problem(
                     "kink",
@@ -436,6 +478,25 @@ def _judge_probes(
                     parameter=name,
                 )
             )
+    if crossings > 1:
+        first = next(i for i, p in enumerate(problems) if p.kind == "kink")
+        problems[first] = replace(
+            problems[first],
+            message=problems[first].message[:-1] + f"; {crossings - 1} more probes like it).",
+        )
+    if subgradient is not None:
+        problems.append(subgradient)
+    if tie_directions and extra is not None:
+        # Element probes each excused a choice of subgradient; several choices together
+        # need not be one (a max-pool tie routed to every tied element passes k times the
+        # upstream gradient). Random-sign probes move tied elements together, and along
+        # one that moves them the same way there is no kink to excuse the sum.
+        found, more = _judge_probes(
+            spec, name, extra, "directions", hand_grad, reference, allowance, jumps,
+            screen=False, extra=None,
+        )  # fmt: skip
+        problems.extend(p for p in found if p.kind != "kink" or subgradient is None)
+        count += more
     # Always, even when the hand gradient already differs from autograd at a kink: a
     # probe that no hinge disturbs judges it independently of any choice of subgradient.
     # (Not where it agrees with autograd element by element: then it agrees with every
@@ -452,6 +513,25 @@ def _judge_probes(
         if mismatch is not None:
             problems.append(_mismatch_problem(mismatch, "Finite differences agree with autograd."))
     return problems, count
+
+
+def _between_one_sided(slope: Slope, along_hand: float, hand_allowed: float) -> bool:
+    """Whether the hand's slope lies between the one-sided slopes at a kink: a valid
+    subgradient along this direction for a convex kink (|x|, max, relu), Clarke's hull for
+    the others."""
+    margin = slope.allowed + hand_allowed
+    low, high = sorted((slope.left, slope.right))
+    return low - margin <= along_hand <= high + margin
+
+
+def _subgradient_problem(name: str, slope: Slope) -> Problem:
+    return Problem(
+        "kink",
+        f"at a kink or tie of {name!r} the hand gradient takes another subgradient than "
+        f"autograd (between the one-sided slopes {slope.left:.6g} and {slope.right:.6g}): "
+        "a valid choice, not judged here.",
+        parameter=name,
+    )
 
 
 def _confirm_jointly(
@@ -544,6 +624,11 @@ def _judge_mismatch(
     )
 
 
+# Random-sign probes added where element probes excused a choice of subgradient at a kink:
+# each moves two tied elements the same way with probability 1/2, so a gradient routed to
+# every tied element shows along at least one of them with probability 1 - 2**-6.
+TIE_DIRECTIONS = 6
+
 # Torch spreads even tiny ops over its threads; on a loaded 2-core machine a 6x5
 # convolution took 23 ms on two threads and 8 us on one. Points this small gain nothing from
 # threads, so their references (and a torch backward) run on one.
@@ -602,7 +687,7 @@ def _evaluate(
         derivation.forward,
         point,
         derivation.wrt,
-        _grad_output_maker(derivation.name, grad_output, rng),
+        _grad_output_maker(derivation.name, grad_output, _point_seed(options.seed, point)),
         params,
         before_backward=lambda seed, output: (
             # Only where the spec is finite: elsewhere nothing is judged (below).
@@ -639,7 +724,13 @@ def _evaluate(
     direction_seeds = {name: int(rng.integers(2**63)) for name in derivation.wrt}
     tolerance = for_dtype(options.dtype)
 
-    failures: list[Problem] = list(hand.problems)
+    # Where autograd's own gradient is NaN or inf the spec has no derivative to hold the
+    # hand to (std at a constant row, sqrt at 0): nothing about that input is judged, not
+    # even a NaN of the hand's own at the same point.
+    undefined = [name for name in derivation.wrt if not np.isfinite(autograd.gradients[name]).all()]
+    failures: list[Problem] = [
+        p for p in hand.problems if not (p.kind == "non_finite" and p.parameter in undefined)
+    ]
     doubts: list[Problem] = []  # kinks and reference disagreements: the derivation not judged
     pairs: dict[str, GradientPair] = {}
     compared: dict[str, tuple[np.ndarray, np.ndarray, _Allowance, Mismatch | None]] = {}
@@ -647,12 +738,12 @@ def _evaluate(
     noise_floors: dict[str, float] | None = None
     for name in derivation.wrt:
         reference = autograd.gradients[name]
-        if not np.isfinite(reference).all():
+        if name in undefined:
             doubts.append(
                 Problem(
-                    "references_disagree",
-                    f"torch autograd gives a non-finite gradient for {name!r} at this point: "
-                    "the spec is not differentiable here (narrow its bounds).",
+                    "kink",
+                    f"torch autograd's own gradient for {name!r} is not finite at this point: "
+                    "the spec has no derivative here, so the hand gradient is not judged.",
                     parameter=name,
                 )
             )
@@ -681,7 +772,7 @@ def _evaluate(
 
     # Hand and autograd agree everywhere: the probes confirm autograd, with cheap central
     # differences first (and fewer of them where the options say so).
-    agreeing = not hand.problems and all(found[3] is None for found in compared.values())
+    agreeing = not failures and all(found[3] is None for found in compared.values())
     fewer = agreeing and options.agreeing_directions is not None
     per_parameter = max(2, math.ceil(options.directions / len(derivation.wrt)))
     probe_count = 0
@@ -726,9 +817,12 @@ def _evaluate(
             rest = itertools.islice(directions, 1, None)
             directions = itertools.chain([joint[name]], rest)
         confirmed = any(p.kind == "mismatch" and p.parameter == name for p in failures)
+        tie_probes = _directions(
+            point[name].shape, TIE_DIRECTIONS, 0, np.random.default_rng(direction_seeds[name] + 1)
+        )[0]
         found, count = _judge_probes(
             spec(), name, directions, unit, hand_grad, reference, allowance, jumps,
-            screen=agreeing,
+            screen=agreeing, extra=tie_probes,
         )  # fmt: skip
         probe_count += count
         for problem in found:

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import signal
 import threading
 import time
+import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from gradcheck.derivation import DerivationError
 from gradcheck.report import Problem, Report
 
 __all__ = [
@@ -28,6 +31,7 @@ __all__ = [
     "Limits",
     "describe_exit",
     "guarded_search",
+    "internal_error",
     "is_user_exit",
     "limits",
     "user_call",
@@ -205,6 +209,19 @@ def guarded_search(
     with limits(deadline=deadline) as current:
         try:
             report = run()
+        except DerivationError:
+            raise  # the declaration, named by gradcheck on purpose: the caller shows it
+        except Exception as exc:
+            # User code is called only through guarded wrappers that turn its failures into
+            # problems or declaration errors, so whatever else escapes is gradcheck's own.
+            report = Report(
+                derivation=name,
+                verdict="error",
+                problems=(internal_error(exc, reproduce),),
+                dtype=options.dtype,
+                seed=options.seed,
+                reproduce=reproduce,
+            )
         except CallTimeout as exc:
             report = Report(
                 derivation=name,
@@ -217,3 +234,26 @@ def guarded_search(
                 reproduce=reproduce,
             )
     return replace(report, notes=report.notes + warning_notes(current.warnings))
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def internal_error(exc: BaseException, reproduce: str | None = None) -> Problem:
+    """An exception raised by gradcheck's own code, said as such: it is a bug of the checker,
+    not of the derivation, and the deepest frame of gradcheck's is where to look."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    ours = [frame for frame in frames if os.path.abspath(frame.filename).startswith(_PACKAGE)]
+    where = ""
+    if ours:
+        frame = ours[-1]
+        relative = os.path.relpath(frame.filename, os.path.dirname(_PACKAGE.rstrip(os.sep)))
+        where = f" at {relative}:{frame.lineno} in {frame.name}"
+    detail = " ".join(str(exc).split())[:300]
+    return Problem(
+        "internal",
+        f"internal error of gradcheck, not of your code: {type(exc).__name__}: {detail}{where}. "
+        "Nothing was concluded about the derivation; please report it"
+        + (f" with: {reproduce}" if reproduce else "")
+        + ".",
+    )

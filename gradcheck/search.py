@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from hypothesis import HealthCheck, Phase, find, settings
 from hypothesis import strategies as st
-from hypothesis.errors import NoSuchExample
+from hypothesis.errors import Flaky, NoSuchExample, Unsatisfiable
 
 from gradcheck.backward import single_threaded_blas
 from gradcheck.checking import (
@@ -37,6 +37,7 @@ from gradcheck.checking import (
     with_diagnoses,
 )
 from gradcheck.derivation import Derivation, DerivationError
+from gradcheck.determinism import nondeterminism
 from gradcheck.explain_failure import explain_failure
 from gradcheck.guard import DEFAULT_DEADLINE, CallTimeout, guarded_search, validated_deadline
 from gradcheck.progress import notebook_progress
@@ -215,7 +216,14 @@ class _Search:
                 settings=search,
                 random=random.Random(self.options.seed),
             )
-        except NoSuchExample:
+        except (NoSuchExample, Unsatisfiable):
+            # Unsatisfiable: ``where`` refuses nearly every setting hypothesis draws; the
+            # sweep's own failing point (if any) is then shrunk without it.
+            return None
+        except Flaky:
+            # A point that failed did not fail again when hypothesis replayed it: the
+            # backward answers differently for the same inputs. The final evaluation of
+            # the failing point names that (``nondeterminism``).
             return None
 
     def lower_dims(self, failing: Example) -> Example:
@@ -453,6 +461,7 @@ def _search(derivation: Derivation, search: _Search, options: Options, budget: i
     notes: tuple[str, ...]
     if failing is not None:
         report = evaluate(derivation, failing.inputs, failing.dims, options, None, failing.params)
+        report = _with_nondeterminism(derivation, report, search.target is _failed)
         report = with_diagnoses(derivation, report)
         if report.example is not None:
             report = replace(report, example=replace(report.example, special=failing.special))
@@ -486,6 +495,24 @@ def _search(derivation: Derivation, search: _Search, options: Options, budget: i
     return replace(
         report, notes=report.notes + notes, examples=tried, inconclusive=search.inconclusive
     )
+
+
+def _with_nondeterminism(derivation: Derivation, report: Report, searched_failure: bool) -> Report:
+    """The final evaluation of a point where the search saw a failure, with the backward
+    called again there: a backward that answers differently for the same inputs fails,
+    named as such, even when this one call happened to be right (else the report passed a
+    backward wrong on every other call)."""
+    example = report.example
+    if not searched_failure or example is None or report.verdict == "error":
+        return report
+    problem = nondeterminism(
+        derivation, example.inputs, example.grad_output, report.dtype, example.params
+    )
+    if problem is None:
+        return report
+    if report.verdict == "fail":
+        return replace(report, problems=(*report.problems, problem))
+    return replace(report, verdict="fail", problems=(problem, *report.problems), inconclusive=0)
 
 
 def _failed(report: Report) -> bool:

@@ -29,6 +29,9 @@ def as_tensor(value: np.ndarray, *, requires_grad: bool = False) -> torch.Tensor
 
     A copy, except for an input that requires grad: autograd refuses an in-place op on such
     a leaf, so the spec cannot write into it, and at 3000x3000 the copy was 72 MB."""
+    # numpy hands back a numpy scalar, not a 0-d array, from arithmetic on a 0-d input
+    # (x * 2.0): torch.from_numpy takes arrays only.
+    value = np.asarray(value)
     if np.issubdtype(value.dtype, np.integer):
         return torch.from_numpy(np.array(value, dtype=np.int64))
     if requires_grad and value.dtype == np.float64:
