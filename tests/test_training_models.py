@@ -11,6 +11,7 @@ from hypothesis import settings
 from torch import nn
 
 from gradcheck import DerivationError
+from gradcheck.derivations.relu_function import MyReLU
 from gradcheck.training import (
     ModelSpec,
     TrainingMismatch,
@@ -82,13 +83,8 @@ class MaskFromGradient(torch.autograd.Function):
         return grad
 
 
-class OneAtZero(torch.autograd.Function):
-    """ReLU with the other subgradient at 0: relu'(0) = 1."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(x)
-        return x.clamp(min=0)
+class OneAtZero(MyReLU):
+    """``MyReLU`` with the other subgradient at 0: relu'(0) = 1."""
 
     @staticmethod
     def backward(ctx: Any, grad_output: torch.Tensor) -> torch.Tensor:

@@ -8,16 +8,15 @@
   (seed 004's ``SimpleReLUNN``), as a ``TrainingStep`` held to plain SGD, in one line.
 - ``gradcheck.training.systems``: the seed notebooks' training systems, rewritten and verified.
 
->>> import numpy as np
->>> from gradcheck.training import TrainingStep, check_step, sgd
->>> def hand(w, x, y):
-...     return {"w": w - 0.01 * 2 * x.T @ (x @ w - y)}
->>> declaration = TrainingStep(
-...     name="least_squares", step=hand, loss=lambda w, x, y: ((x @ w - y) ** 2).sum(),
-...     params={"w": ("D", 1)}, batch={"x": ("N", "D"), "y": ("N", 1)},
-...     optimizer=sgd(lr=0.01))
->>> check_step(declaration, {"w": np.zeros((2, 1)), "x": np.eye(2), "y": np.ones((2, 1))}).ok
-True
+Seed 001's mask taken from the gradient, caught in the first step of a training loop
+(``check_step`` documents how to declare a step of your own):
+
+>>> from gradcheck.training import check_step
+>>> from gradcheck.training.systems import SYSTEMS, bugs
+>>> start = next(s for s in SYSTEMS if s.name == "numpy_hand_sgd").start(0)
+>>> report = check_step(bugs.SEED001_WRONG_MASK, start, steps=3)
+>>> report.verdict, report.step
+('fail', 1)
 """
 
 from __future__ import annotations

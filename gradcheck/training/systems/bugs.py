@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from gradcheck.derivations.two_layer import loss
 from gradcheck.training.steps import TrainingStep
@@ -59,13 +58,8 @@ SEED004_STALE_W2 = TrainingStep(
 )  # fmt: skip
 
 
-class Seed000TwoLayerNet(nn.Module):
+class Seed000TwoLayerNet(modules.TwoLayerNet):
     """Seed 000's custom module as written: ``h_relu`` is computed and then not used."""
-
-    def __init__(self, d_in: int, h: int, d_out: int) -> None:
-        super().__init__()
-        self.linear1 = nn.Linear(d_in, h)
-        self.linear2 = nn.Linear(h, d_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.linear1(x)

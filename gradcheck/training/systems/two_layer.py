@@ -57,6 +57,18 @@ def torch_sgd_step(
     return {"w1": w1, "w2": w2}
 
 
+def _backward_and_update(leaves: dict[str, torch.Tensor], loss: torch.Tensor) -> dict[str, Any]:
+    """The rest of seed 000's autograd loop: ``loss.backward()``, a manual update under
+    ``no_grad``, then ``grad.zero_()`` for the next iteration; the new values, detached."""
+    loss.backward()
+    with torch.no_grad():
+        for leaf in leaves.values():
+            assert leaf.grad is not None
+            leaf -= LR * leaf.grad
+            leaf.grad.zero_()
+    return {name: leaf.detach().clone() for name, leaf in leaves.items()}
+
+
 def autograd_sgd_step(
     w1: torch.Tensor, w2: torch.Tensor, x: torch.Tensor, y: torch.Tensor, state: dict[str, Any]
 ) -> dict[str, Any]:
@@ -64,13 +76,7 @@ def autograd_sgd_step(
     ``no_grad``, then ``grad.zero_()`` for the next iteration."""
     leaves = persistent_leaves(state, w1=w1, w2=w2)
     y_pred = x.mm(leaves["w1"]).clamp(min=0).mm(leaves["w2"])
-    (y_pred - y).pow(2).sum().backward()
-    with torch.no_grad():
-        for leaf in leaves.values():
-            assert leaf.grad is not None
-            leaf -= LR * leaf.grad
-            leaf.grad.zero_()
-    return {name: leaf.detach().clone() for name, leaf in leaves.items()}
+    return _backward_and_update(leaves, (y_pred - y).pow(2).sum())
 
 
 def my_relu_sgd_step(
@@ -79,13 +85,7 @@ def my_relu_sgd_step(
     """Seed 000's loop with the custom ``MyReLU`` autograd Function in place of clamp."""
     leaves = persistent_leaves(state, w1=w1, w2=w2)
     y_pred = MyReLU.apply(x.mm(leaves["w1"])).mm(leaves["w2"])
-    (y_pred - y).pow(2).sum().backward()
-    with torch.no_grad():
-        for leaf in leaves.values():
-            assert leaf.grad is not None
-            leaf -= LR * leaf.grad
-            leaf.grad.zero_()
-    return {name: leaf.detach().clone() for name, leaf in leaves.items()}
+    return _backward_and_update(leaves, (y_pred - y).pow(2).sum())
 
 
 class SimpleReLUNN:
