@@ -293,10 +293,9 @@ def test_a_dropout_written_as_the_course_writes_it_draws_the_same_mask_and_passe
 
 
 def _learner_file() -> str:
-    """The layer file README.md shows, character for character."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = readme.split("## Course-style layers in one command", 1)[1]
-    return re.findall(r"```python\n(.*?)```", section, re.DOTALL)[1]
+    """The layer file docs/course-layers.md shows, character for character."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "course-layers.md").read_text()
+    return re.findall(r'```python title="my_layers.py"\n(.*?)```', page, re.DOTALL)[0]
 
 
 def test_a_course_layer_file_is_checked_in_one_command(tmp_path):

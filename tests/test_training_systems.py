@@ -1,7 +1,7 @@
 """The seed training systems: each one agrees with autograd + its torch optimizer over 100
 float64 steps, and each seed bug is caught with the diagnosis asserted.
 
-The README's seed-systems figures come from `python -m gradcheck.training.systems`,
+The seed-systems figures of docs/training.md come from `python -m gradcheck.training.systems`,
 which runs the same checks.
 """
 
