@@ -5,7 +5,10 @@
   wrote. The spec therefore takes the mask from the learner's own forward output (a unit is
   kept where ``out != 0``; inputs are drawn away from zero) and scales the kept units by
   ``1 / p`` or ``1 / (1 - p)``, whichever the learner's output matches. The backward is then
-  judged against that mask and scale.
+  judged against that mask and scale. As the mask and scale come from the learner, the
+  forward is also held to inverted dropout's contract, E[out] = x: the fraction kept and the
+  scale agree with p under one convention, and units are dropped independently
+  (``dropout_contract``).
 - **Linear classifiers.** ``loss, dW = f(W, X, y, reg)`` with the L2 penalty written as
   ``reg * sum(W * W)`` or as ``0.5 * reg * sum(W * W)``. The spec uses the penalty whose
   loss value the learner's returned loss matches, and the report says which.
@@ -25,6 +28,7 @@ import torch
 from gradcheck.derivation import Derivation
 from gradcheck.layers import classifiers, dense, specs
 from gradcheck.layers.adapter import course_layer, course_loss
+from gradcheck.layers.dropout_contract import ExpectationChecked
 
 __all__ = ["CONVENTION_LAYERS", "ClassifierSpec", "DropoutSpec"]
 
@@ -65,7 +69,8 @@ class DropoutSpec:
 
 def _declare_dropout(forward: Function, backward: Function, name: str) -> Derivation:
     return course_layer(
-        forward,
+        # the learner's forward, first held to E[out] = x (the spec takes its mask as is)
+        ExpectationChecked(forward),
         backward,
         name=name,
         spec=DropoutSpec(forward),
