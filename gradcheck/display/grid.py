@@ -47,6 +47,17 @@ class Grid:
     def downsampled(self) -> bool:
         return self.block != (1, 1)
 
+    @property
+    def row_starts(self) -> list[int]:
+        """The element index each row of cells starts at (a vector's one row: 0)."""
+        step = self.block[0] if len(self.shape) >= 2 else 0
+        return [r * step for r in range(self.hand.shape[0])]
+
+    @property
+    def col_starts(self) -> list[int]:
+        """The element index each column of cells starts at."""
+        return [c * self.block[1] for c in range(self.hand.shape[1])]
+
     def index_text(self, row: int, col: int) -> str:
         index = tuple(int(i) for i in self.indices[row, col])
         return "(" + ", ".join(map(str, index)) + ("," if len(index) == 1 else "") + ")"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from html import escape
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -145,38 +145,25 @@ def figure_html(
     value_scale = float(np.max(np.abs(finite))) if finite.size else 1.0
     finite_difference = grid.difference[np.isfinite(grid.difference)]
     difference_scale = float(np.max(np.abs(finite_difference))) if finite_difference.size else 1.0
-    rows, cols = grid.hand.shape
-    row_start = grid.block[0] if len(grid.shape) >= 2 else 0
-    row_labels = [r * row_start for r in range(rows)]
-    col_labels = [c * grid.block[1] for c in range(cols)]
-    tooltips: dict[Any, str] = {}
+    tooltips: dict[tuple[int, int], str] = {}
     for r, c in np.argwhere(grid.mismatched)[:TOOLTIP_LIMIT]:
         tooltips[(int(r), int(c))] = (
             f"{name}{grid.index_text(r, c)}: {labels[0]} {number(float(grid.hand[r, c]))}, "
             f"{labels[1]} {number(float(grid.reference[r, c]))}, difference "
             f"{number(float(grid.difference[r, c]))}"
         )
-
-    def panel(
-        values: np.ndarray, scale: float, title: str, role: str, hover: dict[Any, str] | None
-    ) -> str:
-        return heatmap_svg(
-            values,
-            scale=scale,
-            title=title,
-            role=role,
-            outlined=grid.mismatched,
-            worst=grid.worst,
-            row_labels=row_labels,
-            col_labels=col_labels,
-            tooltips=hover,
-        )
-
     # Hand and reference share one scale, so that equal colours are equal values.
     panels = [
-        panel(grid.hand, value_scale, labels[0], "hand", None),
-        panel(grid.reference, value_scale, labels[1], "reference", None),
-        panel(grid.difference, difference_scale, labels[2], "difference", tooltips),
+        heatmap_svg(grid.hand, grid, scale=value_scale, title=labels[0], role="hand"),
+        heatmap_svg(grid.reference, grid, scale=value_scale, title=labels[1], role="reference"),
+        heatmap_svg(
+            grid.difference,
+            grid,
+            scale=difference_scale,
+            title=labels[2],
+            role="difference",
+            tooltips=tooltips,
+        ),
     ]
     cells = "".join(f'<div style="flex:0 0 auto">{panel}</div>' for panel in panels)
     return (

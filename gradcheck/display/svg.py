@@ -16,6 +16,8 @@ from html import escape
 
 import numpy as np
 
+from gradcheck.display.grid import Grid
+
 __all__ = ["PALETTE", "colour", "heatmap_svg", "number"]
 
 # Paul Tol, "Colour schemes and templates" (2021), diverging scheme BuRd, blue to red.
@@ -83,26 +85,25 @@ def _ticks(count: int) -> list[int]:
 
 def heatmap_svg(
     values: np.ndarray,
+    grid: Grid,
     *,
     scale: float,
     title: str,
-    outlined: np.ndarray,
-    worst: tuple[int, int],
-    row_labels: Iterable[int],
-    col_labels: Iterable[int],
     tooltips: dict[tuple[int, int], str] | None = None,
     role: str = "",
 ) -> str:
-    """One panel: the title, column and row indices, the cells, the outlines, a colour scale
-    from ``-scale`` to ``scale`` under it. ``row_labels``/``col_labels`` are the element
-    index each row/column of cells starts at; ``tooltips`` maps cells to hover text."""
+    """One panel of ``grid``: the title, column and row indices, the cells of ``values``
+    (one of the grid's planes), the outlines of its mismatched cells and the frame of its
+    worst, a colour scale from ``-scale`` to ``scale`` under it. ``tooltips`` maps cells to
+    hover text."""
+    outlined, worst = grid.mismatched, grid.worst
+    row_labels, col_labels = grid.row_starts, grid.col_starts
     rows, cols = values.shape
     cell = max(6, min(28, 300 // max(rows, cols)))
     left, top = 40, 32
     grid_w, grid_h = cols * cell, rows * cell
     bar_w = max(grid_w, 160)
     width, height = left + bar_w + 12, top + grid_h + 46
-    row_labels, col_labels = list(row_labels), list(col_labels)
     scale = scale if scale > 0 and math.isfinite(scale) else 1.0
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="gradcheck-heatmap" '

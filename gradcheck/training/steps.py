@@ -20,7 +20,6 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import torch
 
 from gradcheck.report import Example
@@ -73,15 +72,10 @@ def _require(declaration: Any) -> TrainingStep:
 
 
 def _evaluate(
-    declaration: TrainingStep,
-    point: Mapping[str, np.ndarray],
-    sizes: Mapping[str, int],
-    options: RunOptions,
-    *,
-    detail: bool,
+    declaration: TrainingStep, example: Example, options: RunOptions, *, detail: bool
 ) -> TrainingReport:
     started = time.perf_counter()
-    run = run_trajectory(declaration, point, options)
+    run = run_trajectory(declaration, example.inputs, options)
     if run.failures:
         verdict = "fail"
     elif run.errors:
@@ -106,7 +100,7 @@ def _evaluate(
         verdict=verdict,  # type: ignore[arg-type]
         problems=problems,
         notes=notes,
-        example=Example(dims=dict(sizes), inputs=dict(point)),
+        example=Example(dims=dict(example.dims), inputs=dict(example.inputs)),
         dtype="float64",
         elapsed=time.perf_counter() - started,
         diagnoses=diagnoses,
@@ -151,7 +145,7 @@ def check_step(
     point, sizes = validated_point(
         f"check_step({declaration.name!r})", declaration.derivation, inputs
     )
-    return _evaluate(declaration, point, sizes, options, detail=True)
+    return _evaluate(declaration, Example(dims=sizes, inputs=point), options, detail=True)
 
 
 def verify_step(
@@ -173,7 +167,7 @@ def verify_step(
     started = time.perf_counter()
 
     def verdict_of(example: Example) -> str:
-        return _evaluate(declaration, example.inputs, example.dims, options, detail=False).verdict
+        return _evaluate(declaration, example, options, detail=False).verdict
 
     found = search(
         examples(declaration.derivation), verdict_of, max_examples=max_examples, seed=seed
@@ -184,7 +178,7 @@ def verify_step(
     )
     shown = found.smallest or found.first_error
     if shown is not None:
-        report = _evaluate(declaration, shown.inputs, shown.dims, options, detail=True)
+        report = _evaluate(declaration, shown, options, detail=True)
         how = "shrunk to the smallest" if found.smallest is not None else "the first in error"
         notes = (*report.notes, f"found after searching {found.tried} examples; {how}")
     else:
