@@ -11,6 +11,8 @@ Rules (generic, so that any page or section added later is covered):
   name above the block.
 - ``<!-- skip: next -->`` before a block marks a fragment; it is not run (sybil's skip).
 - After a block runs, each ``test_*`` function it defined is called, as pytest would.
+- A block opened as ```text title="output"``` is what the ```python block before it
+  printed: it must appear in that block's printed text, timings aside.
 - A ```console block whose first line is ``$ gradcheck ...`` is run with exactly those
   arguments; the rest of the block must appear in what it prints, timings aside (see
   ``_normalized``). A command naming a file the page did not write runs from the repository
@@ -25,6 +27,7 @@ different workers.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -45,6 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 _PYTHON_INFO = re.compile(r'python(?:[ \t]+title="(?P<title>[^"]+)")?[ \t]*$\n', re.MULTILINE)
+_OUTPUT_INFO = re.compile(r'text[ \t]+title="output"[ \t]*$\n', re.MULTILINE)
 _TIME = re.compile(r"\b\d+(?:\.\d+)?(?:e-?\d+)? ?s\b")
 _INCONCLUSIVE = re.compile(r"\b\d+ of (\d+) examples were inconclusive")
 
@@ -59,6 +63,7 @@ def _normalized(text: str) -> str:
 
 
 _python = PythonEvaluator()
+_printed: dict[str, str] = {}  # page -> what its last ```python block printed
 
 
 def _run_python(example: Example) -> None:
@@ -67,15 +72,28 @@ def _run_python(example: Example) -> None:
     if title:
         Path(title).write_text(example.parsed)
     defined_before = set(example.namespace)
+    printed = io.StringIO()
     try:
-        _python(example)
-        for name in sorted(set(example.namespace) - defined_before):
-            if name.startswith("test_") and callable(example.namespace[name]):
-                example.namespace[name]()
+        with contextlib.redirect_stdout(printed):
+            _python(example)
+            for name in sorted(set(example.namespace) - defined_before):
+                if name.startswith("test_") and callable(example.namespace[name]):
+                    example.namespace[name]()
     except Exception as exc:
         raise AssertionError(
             f"the ```python block at {_where(example)} fails: {type(exc).__name__}: {exc}"
         ) from exc
+    finally:
+        _printed[example.path] = printed.getvalue()
+        sys.stdout.write(printed.getvalue())  # shown by pytest when the page fails
+
+
+def _compare_output(example: Example) -> None:
+    """A pasted ```text title="output"``` block: in what the block before it printed."""
+    printed = _printed.get(example.path, "")
+    assert _normalized(str(example.parsed)) in _normalized(printed), (
+        f"{_where(example)}: the ```python block before it now prints:\n{printed}"
+    )
 
 
 def _run_command(example: Example) -> None:
@@ -105,7 +123,21 @@ def _python_blocks(document: Document) -> Iterator[Region]:
         yield region
 
 
-SYBIL = Sybil(parsers=[_python_blocks, CodeBlockParser("console", _run_command), SkipParser()])
+def _output_blocks(document: Document) -> Iterator[Region]:
+    for region in RawFencedCodeBlockLexer(info_pattern=_OUTPUT_INFO)(document):
+        region.parsed = region.lexemes["source"]
+        region.evaluator = _compare_output
+        yield region
+
+
+SYBIL = Sybil(
+    parsers=[
+        _python_blocks,
+        _output_blocks,
+        CodeBlockParser("console", _run_command),
+        SkipParser(),
+    ]
+)
 
 
 def _where(example: Example) -> str:
@@ -148,11 +180,13 @@ def test_every_python_and_console_block_of_a_page_is_one_the_runner_finds(page):
     unread = f"{page.name} has a block whose opening line the runner does not read"
     assert found.count(_run_python) == _fences(text, "python"), unread
     assert found.count(_run_command) == _fences(text, "console"), unread
+    assert found.count(_compare_output) == text.count('title="output"'), unread
 
 
 def test_the_pages_paste_outputs_and_code_to_check():
     examples = [example for page in PAGES for example in SYBIL.parse(page)]
     commands = [e for e in examples if str(e.parsed).startswith("$ gradcheck ")]
     assert len(commands) >= 4
+    assert sum(e.region.evaluator is _compare_output for e in examples) >= 2
     assert sum(e.region.evaluator is _run_python for e in examples) >= 10
     assert any(Path(e.path).name == "README.md" for e in commands)  # the README's one report
