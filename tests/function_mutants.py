@@ -461,3 +461,133 @@ class TanhHalfDetached(Tanh):
 tanh_half_detached = function_derivation(
     TanhHalfDetached, spec=torch.tanh, shapes=TANH_SHAPES, wrt=["x"]
 )
+
+
+class SinCos(torch.autograd.Function):
+    """(sin x, cos x): two outputs, a grad_output for each."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ctx.save_for_backward(x)
+        return torch.sin(x), torch.cos(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad_sin: torch.Tensor, grad_cos: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        return grad_sin * torch.cos(x) - grad_cos * torch.sin(x)
+
+
+class SinCosIgnoresCos(SinCos):
+    @staticmethod
+    def backward(ctx: Any, grad_sin: torch.Tensor, grad_cos: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        return grad_sin * torch.cos(x)  # the cos output's gradient left out
+
+
+class SinCosUnmaterialized(SinCos):
+    """The same with materialize_grads off: an unused output's gradient arrives as None."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(x)
+        return torch.sin(x), torch.cos(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad_sin: Any, grad_cos: Any) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        grad = torch.zeros_like(x)
+        if grad_sin is not None:
+            grad = grad + grad_sin * torch.cos(x)
+        if grad_cos is not None:
+            grad = grad - grad_cos * torch.sin(x)
+        return grad
+
+
+class SinCosUsesNone(SinCosUnmaterialized):
+    @staticmethod
+    def backward(ctx: Any, grad_sin: Any, grad_cos: Any) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        return grad_sin * torch.cos(x) - grad_cos * torch.sin(x)  # None * tensor raises
+
+
+class SinCosNoneAsOnes(SinCosUnmaterialized):
+    @staticmethod
+    def backward(ctx: Any, grad_sin: Any, grad_cos: Any) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        grad_sin = torch.ones_like(x) if grad_sin is None else grad_sin  # should be zeros
+        grad_cos = torch.ones_like(x) if grad_cos is None else grad_cos
+        return grad_sin * torch.cos(x) - grad_cos * torch.sin(x)
+
+
+def sin_cos_spec(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.sin(x), torch.cos(x)
+
+
+class MeanVar(torch.autograd.Function):
+    """(mean, biased variance) over the last dim."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ctx.save_for_backward(x)
+        return x.mean(-1), x.var(-1, unbiased=False)
+
+    @staticmethod
+    def backward(ctx: Any, grad_mean: torch.Tensor, grad_var: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        d = x.shape[-1]
+        centred = x - x.mean(-1, keepdim=True)
+        # d mean/dx = 1/D; d var/dx = 2 (x - mean) / D
+        return grad_mean[..., None] / d + grad_var[..., None] * 2 * centred / d
+
+
+class MeanVarUnbiased(MeanVar):
+    """The variance's forward divides by D - 1; its backward is the biased one's."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ctx.save_for_backward(x)
+        return x.mean(-1), x.var(-1)
+
+
+def mean_var_spec(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return x.mean(-1), x.var(-1, unbiased=False)
+
+
+class MaxWithIndex(torch.autograd.Function):
+    """Row maxima and their indices (int64, not differentiable)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        values, indices = x.max(dim=1)
+        ctx.mark_non_differentiable(indices)
+        ctx.save_for_backward(indices)
+        ctx.shape = x.shape
+        return values, indices
+
+    @staticmethod
+    def backward(ctx: Any, grad_values: torch.Tensor, _: Any) -> torch.Tensor:
+        (indices,) = ctx.saved_tensors
+        grad = grad_values.new_zeros(ctx.shape)
+        return grad.scatter(1, indices[:, None], grad_values[:, None])
+
+
+def max_with_index_spec(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    found = x.max(dim=1)
+    return found.values, found.indices
+
+
+# Away from 0, where sin is 0 and a bug that drops the cos output's gradient would not show.
+SIN_COS = {"shapes": {"x": ("N", "D")}, "wrt": ["x"], "bounds": {"x": (0.2, 1.4)}}
+sin_cos = function_derivation(SinCos, spec=sin_cos_spec, **SIN_COS)
+sin_cos_ignores_cos = function_derivation(SinCosIgnoresCos, spec=sin_cos_spec, **SIN_COS)
+sin_cos_unmaterialized = function_derivation(SinCosUnmaterialized, spec=sin_cos_spec, **SIN_COS)
+sin_cos_uses_none = function_derivation(SinCosUsesNone, spec=sin_cos_spec, **SIN_COS)
+sin_cos_none_as_ones = function_derivation(SinCosNoneAsOnes, spec=sin_cos_spec, **SIN_COS)
+mean_var = function_derivation(MeanVar, spec=mean_var_spec, shapes={"x": ("N", "D")}, wrt=["x"])
+mean_var_unbiased = function_derivation(
+    MeanVarUnbiased, spec=mean_var_spec, shapes={"x": ("N", "D")}, wrt=["x"], dims={"D": (2, 6)}
+)
+max_with_index = function_derivation(
+    MaxWithIndex, spec=max_with_index_spec, shapes={"x": ("N", "D")}, wrt=["x"]
+)

@@ -251,10 +251,10 @@ def test_a_second_derivative_the_spec_lacks_is_not_judged_and_one_the_function_l
     )
     failed = judge.not_finite("double backward", mismatch, hand, finite, "the VJP's slope", "Fix.")
     assert failed.kind == "double backward"
-    assert (
+    assert failed.message == (
         "the VJP's slope is not finite at 1 of 2 elements (at index (0, 0): nan, where the "
         "spec's HVP is 0.5). Fix."
-    ) == failed.message
+    )
     assert judge.not_finite("double backward", mismatch, finite, finite, "w", "h") is None
 
 
@@ -262,7 +262,7 @@ def test_a_backward_whose_values_are_wrong_is_told_to_fix_them_before_its_second
     report = _verify(mutants.rms_norm_other_eps)
     assert report.verdict == "fail"
     text = str(report)
-    assert "- [x] mismatch: gradient for 'x' does not match torch autograd" in text
+    assert any(p.kind == "mismatch" for p in report.problems)  # the backward check's
     assert "- [x] double backward:" in text and "fix the backward first" in text
     assert "not differentiable as written" not in text
     assert _verify(mutants.rms_norm).verdict == "pass"
@@ -286,6 +286,100 @@ def test_a_spec_that_raises_away_from_the_point_leaves_the_check_unjudged_not_an
     assert "- references_disagree: double backward: the spec could not be evaluated where" in (
         str(report)
     )
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["sin_cos", "sin_cos_unmaterialized", "mean_var"],
+    ids=["sin and cos", "sin and cos, materialize_grads off", "mean and variance"],
+)
+def test_functions_with_several_outputs_pass_every_check(name):
+    report = _verify(getattr(mutants, name))
+    assert report.verdict == "pass", str(report)
+
+
+def test_an_integer_output_is_noted_and_left_out_of_every_check():
+    report = _verify(mutants.max_with_index)
+    assert report.verdict == "pass", str(report)
+    assert "output 1 (int64) is not differentiable: left out of every check" in str(report)
+
+
+def test_a_backward_that_ignores_one_outputs_gradient_fails_the_backward_check():
+    report = _verify(mutants.sin_cos_ignores_cos)
+    assert report.verdict == "fail"
+    assert "- [x] mismatch: gradient for 'x' does not match torch autograd" in str(report)
+
+
+def test_each_output_is_compared_with_the_specs_and_a_wrong_one_is_named():
+    report = _verify(mutants.mean_var_unbiased)
+    assert [(p.kind, p.parameter) for p in report.problems] == [("forward", "output 1")]
+    assert "- [output 1] forward: the Function's output 1 differs from the spec's output 1" in (
+        str(report)
+    )
+
+
+def test_a_backward_that_uses_a_none_gradient_fails_undefined_grad_for_each_output():
+    report = _verify(mutants.sin_cos_uses_none)
+    assert report.verdict == "fail"
+    text = str(report)
+    assert "- [output 0] undefined grad: With output 0 unused (autograd hands its backward " in text
+    assert "the Function's backward raised TypeError: unsupported operand" in text
+    assert {p.kind for p in report.problems} == {"undefined grad"}
+
+
+def test_a_backward_that_takes_a_none_gradient_for_ones_fails_undefined_grad_by_how_much():
+    report = _verify(mutants.sin_cos_none_as_ones)
+    assert report.verdict == "fail"
+    text = str(report)
+    assert "- [x] undefined grad: the gradient for 'x' with output 1 unused differs from the " in (
+        text
+    )
+    assert "the same backward given zeros for output 1" in text
+
+
+def test_only_the_undefined_grad_check_catches_a_backward_that_mishandles_none():
+    for function in (mutants.SinCosUsesNone, mutants.SinCosNoneAsOnes):
+        others = _without(
+            mutants.sin_cos,
+            function,
+            mutants.sin_cos_spec,
+            "undefined_grad",
+            bounds={"x": (0.2, 1.4)},
+        )
+        assert _verify(others).verdict == "pass"
+
+
+@pytest.mark.parametrize(
+    ("spec", "fragment"),
+    [
+        (torch.sin, "the Function returns 2 outputs of shapes (1,), (1,); the spec one tensor"),
+        (
+            lambda x: (torch.sin(x), torch.cos(x), x),
+            "the spec 3 outputs of shapes (1,), (1,), (1,)",
+        ),
+    ],
+    ids=["the spec returns one tensor", "the spec returns three"],
+)
+def test_a_spec_returning_other_outputs_than_the_function_is_told_so_not_a_torch_error(
+    spec, fragment
+):
+    derivation = function_derivation(mutants.SinCos, spec=spec, shapes={"x": ("N",)}, wrt=["x"])
+    report = check(derivation, {"x": np.array([0.5])})
+    assert report.verdict == "fail"
+    assert fragment in str(report)
+    assert "Mismatch in shape" not in str(report)
+
+
+def test_several_outputs_messages_say_what_each_side_returns():
+    pair = (torch.zeros(2), torch.zeros(2, dtype=torch.int64))
+    assert messages.output_structure(pair, torch.zeros(3)) == (
+        "the Function returns 2 outputs of shapes (2,), (2,) int64; the spec one tensor of "
+        "shape (3,). The spec must return what the Function does, in the same order and shapes"
+    )
+    assert "output 1 of the Function is int64, the spec's is float64" in messages.output_kinds(
+        1, "int64", "float64"
+    )
+    assert messages.undefined_result("x", 1) == "the gradient for 'x' with output 1 unused"
 
 
 def test_checks_switched_off_are_not_run_and_the_report_says_so():

@@ -8,6 +8,7 @@ Function, the spec, the point on one device) returning the problems it found.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,13 +22,16 @@ from gradcheck.functions import messages
 from gradcheck.functions.function import (
     Forward,
     describe_raised,
+    differentiable,
     double_backward,
     jvp_by_double_backward,
     jvp_by_forward_ad,
     raised_in_forward,
+    split,
     tensors_at,
     vjp,
     vjp_twice,
+    vjp_without,
     vmapped_vjp,
 )
 from gradcheck.functions.judge import (
@@ -58,6 +62,7 @@ __all__ = [
     "jvp_check",
     "reentrant_check",
     "strided_check",
+    "undefined_check",
     "vmap_check",
 ]
 
@@ -70,6 +75,7 @@ CHECKS = (
     "vmap",
     "determinism",
     "reentrant",
+    "undefined_grad",
     "cuda",
 )
 
@@ -128,10 +134,12 @@ class Run:
     """One example on one device: the Function and the spec ready to call, the point, and
     the Function's contiguous results every other check is compared with."""
 
-    function: Forward
+    function: Forward  # several outputs joined into one (function.joined)
     spec: Forward
     spec_name: str
     spec_forward: Callable[..., Any]
+    outputs: Callable[[Mapping[str, torch.Tensor]], Any]  # apply as it returns
+    spec_outputs: Callable[..., Any]  # the spec as the user wrote it
     params: Mapping[str, Any]
     point: Mapping[str, np.ndarray]  # float64 (int64 for integer inputs), the example
     grad_output: np.ndarray | None
@@ -145,6 +153,7 @@ class Run:
     output: np.ndarray = field(default_factory=lambda: np.zeros(()))
     gradients: dict[str, np.ndarray] = field(default_factory=dict)
     probes: int = 0
+    notes: list[str] = field(default_factory=list)
 
     def label(self, check: str) -> str:
         return self.prefix + check
@@ -158,7 +167,12 @@ class Run:
 
 def forward_check(run: Run) -> list[Problem]:
     """The Function's output is the spec's: a right backward of the wrong function is no
-    use, and the engine's backward check never looks at the Function's forward."""
+    use, and the engine's backward check never looks at the Function's forward. Several
+    outputs are compared one by one; integer ones (indices) are noted and left out."""
+    got = by_function("forward", lambda: run.outputs(run.values), "At the example")
+    if not isinstance(got, torch.Tensor):
+        wanted = by_spec("forward", lambda: run.spec_outputs(**run.reference_point(), **run.params))
+        return _outputs_check(run, tuple(got), wanted)
     expected = as_numpy(
         call_forward(run.spec_name, run.spec_forward, run.reference_point(), run.params)
     )
@@ -178,6 +192,93 @@ def forward_check(run: Run) -> list[Problem]:
         if mismatch is None
         else [plain_difference("forward", mismatch, "the Function's output", "")]
     )
+
+
+def _outputs_check(run: Run, got: tuple[Any, ...], wanted: Any) -> list[Problem]:
+    if isinstance(wanted, torch.Tensor) or len(wanted) != len(got):
+        count = 1 if isinstance(wanted, torch.Tensor) else len(wanted)
+        return [Problem("forward", messages.output_count(len(got), count), "output")]
+    problems = []
+    for i, (mine, theirs) in enumerate(zip(got, wanted, strict=True)):
+        label = f"output {i}"
+        floating = [isinstance(t, torch.Tensor) and t.is_floating_point() for t in (mine, theirs)]
+        if floating[0] != floating[1]:
+            kinds = [_dtype(mine), _dtype(theirs)]
+            problems.append(Problem("forward", messages.output_kinds(i, *kinds), label))
+            continue
+        if not floating[0]:
+            run.notes.append(messages.not_differentiable(i, _dtype(mine)))
+            continue
+        actual, expected = as_numpy(mine), as_numpy(theirs)
+        if actual.shape != expected.shape:
+            message = messages.output_shape(actual.shape, expected.shape, label)
+            problems.append(Problem("forward", message, label))
+            continue
+        mismatch, _ = differs(
+            actual, expected, run.tolerance, parameter=label,
+            reference=f"the spec's {label} (float64)",
+        )  # fmt: skip
+        if mismatch is not None:
+            problems.append(plain_difference("forward", mismatch, f"the Function's {label}", ""))
+    return problems
+
+
+def _dtype(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return str(value.dtype).removeprefix("torch.")
+    return type(value).__name__
+
+
+def undefined_check(run: Run) -> list[Problem]:
+    """With several outputs, a loss that uses only some of them: autograd hands the
+    backward None for each unused output (zeros where materialize_grads is on). Dropping
+    each output in turn, the backward must not raise, and must give what it gives with
+    zeros there."""
+    check = run.label("undefined grad")
+    output = by_function(check, lambda: run.outputs(run.values), "At the example")
+    if isinstance(output, torch.Tensor) or run.seed_tensor is None:
+        return []
+    used = differentiable(output)
+    if len(used) < 2:
+        return []
+    problems = []
+    for unused in used:
+        seed = run.seed_tensor.clone()
+        piece = split(seed, output)[unused]
+        if piece is not None:
+            piece.zero_()  # a view into seed: zeros for this output, the rest as drawn
+        doing = messages.undefined_doing(unused)
+        try:
+            got = by_function(
+                check,
+                functools.partial(
+                    vjp_without, run.outputs, run.values, run.wrt, run.seed_tensor, unused
+                ),
+                doing,
+            )
+            _, expected = by_function(
+                check, functools.partial(vjp, run.function, run.values, run.wrt, seed), doing
+            )
+        except Raised as raised:
+            problems.append(Problem(check, raised.problem.message, f"output {unused}"))
+            continue
+        for name in run.wrt:
+            wanted, found = expected[name], got[name]
+            if wanted is None and found is None:
+                continue
+            reference = as_numpy(wanted if wanted is not None else torch.zeros_like(found))
+            actual = as_numpy(found) if found is not None else np.zeros_like(reference)
+            if actual.shape != reference.shape:
+                continue  # the backward check reports a gradient of the wrong shape
+            mismatch, _ = differs(
+                actual, reference, run.tolerance, parameter=name,
+                reference=f"the same backward given zeros for output {unused}",
+                same_function=True,
+            )  # fmt: skip
+            if mismatch is not None:
+                what = messages.undefined_result(name, unused)
+                problems.append(plain_difference(check, mismatch, what, messages.UNDEFINED_HINT))
+    return problems
 
 
 def determinism_check(run: Run, nondet_tol: float) -> list[Problem]:
@@ -459,12 +560,9 @@ def double_backward_check(run: Run) -> list[Problem]:
 def _second_order_hint(
     run: Run, hand: np.ndarray, reference: np.ndarray, allowed: np.ndarray
 ) -> str:
-    """Why the second derivative differs, from what can be seen: a derivative that is zero
-    where the spec's is not was cut from the graph; one of a backward whose values already
-    differ follows them; else a term's derivative is off."""
-    wrong = ~(np.abs(hand - reference) <= allowed)
-    if np.all(hand[wrong] == 0):
-        return messages.DOUBLE_BACKWARD_HINT
+    """Why the second derivative differs, from what can be seen: the derivative of a
+    backward whose values already differ follows them; one that is zero where the spec's is
+    not was cut from the graph; else a term's derivative is off."""
     seed = None if run.grad_output is None else torch.tensor(run.grad_output)
     _, expected = by_spec(
         run.label("double backward"), lambda: vjp(run.spec, run.reference_point(), run.wrt, seed)
@@ -478,6 +576,9 @@ def _second_order_hint(
         )
         if mismatch is not None:
             return messages.FIRST_ORDER_HINT
+    wrong = ~(np.abs(hand - reference) <= allowed)
+    if np.all(hand[wrong] == 0):
+        return messages.DOUBLE_BACKWARD_HINT
     return messages.SECOND_ORDER_HINT
 
 

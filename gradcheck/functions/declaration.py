@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -18,6 +19,8 @@ from gradcheck.functions.function import (
     FunctionUnderTest,
     describe_raised,
     forward_arguments,
+    in_forward,
+    joined,
     raised_in_forward,
     vjp,
 )
@@ -34,7 +37,8 @@ def _suggest(value: str, choices: Sequence[str]) -> str:
 
 
 class ForwardMismatch(AssertionError):
-    """The Function's forward raised, where the backward check runs it. The name is the one
+    """The Function's forward raised, or returned other outputs than the spec, where the
+    backward check runs it (the backward never ran). The name is the one
     the engine reports as the forward's problem rather than "backward raised" (see
     ``gradcheck.backward._raised_problem``); the message places the raise itself."""
 
@@ -44,22 +48,55 @@ class ForwardMismatch(AssertionError):
 class _FunctionBackward:
     """The Derivation's backward: the VJP through ``apply``, for the backward check."""
 
-    def __init__(self, function: FunctionUnderTest, wrt: Sequence[str], params: Sequence[str]):
+    def __init__(
+        self,
+        function: FunctionUnderTest,
+        spec: Callable[..., Any],
+        wrt: Sequence[str],
+        params: Sequence[str],
+    ):
         self.function = function
+        self.spec = spec
         self.wrt = tuple(wrt)
         self.params = tuple(params)
 
     def __call__(self, **arguments: Any) -> dict[str, torch.Tensor]:
         seed = arguments.pop("grad_output", None)
         params = {k: arguments.pop(k) for k in self.params}
+        outputs = self.function.outputs(params)
+
+        def forward(values: Mapping[str, torch.Tensor]) -> torch.Tensor:
+            output = outputs(values)
+            try:
+                mine = joined(output, f"{self.function.name}.apply")
+            except TypeError as exc:
+                raise in_forward(exc) from None
+            if mine.shape != (() if seed is None else seed.shape):
+                # grad_output has the spec's shape: autograd would refuse it, in its words
+                raise ForwardMismatch(
+                    messages.output_structure(output, self._spec_at(values, params, seed))
+                )
+            return mine
+
         try:
-            _, grads = vjp(self.function.bound(params), arguments, self.wrt, seed)
+            _, grads = vjp(forward, arguments, self.wrt, seed)
         except Exception as exc:
             if raised_in_forward(exc):
                 raise ForwardMismatch(messages.forward_raised(describe_raised(exc))) from exc
             raise
         # An input the Function's backward gives None for is reported missing, by name.
         return {name: grad for name, grad in grads.items() if grad is not None}
+
+    def _spec_at(
+        self, values: Mapping[str, torch.Tensor], params: Mapping[str, Any], seed: Any
+    ) -> Any:
+        """The spec's output as it returns it, for the message; where it cannot be had,
+        a tensor of grad_output's shape (the spec's, joined) stands in."""
+        floats = {k: v.detach().double() if v.is_floating_point() else v for k, v in values.items()}
+        try:
+            return self.spec(**floats, **params)
+        except Exception:  # the engine reports the spec's own failure; here it is only words
+            return torch.empty(() if seed is None else seed.shape)
 
 
 def function_derivation(
@@ -83,6 +120,11 @@ def function_derivation(
     reentrancy (backward twice through one graph), and, where CUDA is visible, the same on
     the GPU. ``apply`` receives the inputs of
     ``shapes`` and the ``params`` by the names its ``forward`` declares.
+
+    A Function may return a tuple of tensors, and the spec then returns the same: each
+    output is compared with the spec's, the backward gets a grad_output for each, and each
+    output is left unused in turn (``undefined_grad``). Integer outputs (indices) are not
+    differentiable, and are noted and left out.
 
     ``checks`` picks among ``CHECKS`` (the backward is always checked); ``nondet_tol`` is
     the difference two backward runs may show; ``dtype`` fixes the dtype of the Function in
@@ -113,8 +155,8 @@ def function_derivation(
     under_test = FunctionUnderTest(function, _arguments(label, function, shapes, params))
     derivation = Derivation(
         name=label,
-        forward=spec,
-        backward=_FunctionBackward(under_test, wrt, list(params or {})),
+        forward=_joined_spec(spec),
+        backward=_FunctionBackward(under_test, spec, wrt, list(params or {})),
         shapes=shapes,
         wrt=wrt,
         backend="torch",
@@ -126,7 +168,8 @@ def function_derivation(
     extra = FunctionChecks(
         under_test,
         name=label,
-        spec=spec,
+        spec=derivation.forward,
+        spec_outputs=spec,
         shapes=derivation.shapes,
         wrt=derivation.wrt,
         checks=chosen,
@@ -135,6 +178,20 @@ def function_derivation(
     )
     # The declaration is validated first, so that the checks are built from its own shapes.
     return dataclasses.replace(derivation, extra_checks=extra)
+
+
+def _joined_spec(spec: Callable[..., Any]) -> Callable[..., Any]:
+    """The spec as the engine takes it, one tensor: several outputs joined as the
+    Function's are (``function.joined``); a single output passes through untouched."""
+    if not callable(spec):
+        return spec  # the Derivation says what is wrong with it
+
+    @functools.wraps(spec)
+    def forward(**arguments: Any) -> Any:
+        output = spec(**arguments)
+        return output if isinstance(output, torch.Tensor) else joined(output, "the spec")
+
+    return forward
 
 
 def _validated_checks(label: str, checks: Sequence[str]) -> tuple[str, ...]:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.autograd.forward_ad as forward_ad
-from torch.autograd.function import _SingleLevelFunction
+from torch.autograd.function import BackwardCFunction, _SingleLevelFunction
 
 from gradcheck.backward import _where_raised
 
@@ -24,15 +24,19 @@ __all__ = [
     "Forward",
     "FunctionUnderTest",
     "describe_raised",
+    "differentiable",
     "double_backward",
     "in_forward",
+    "joined",
     "jvp_by_double_backward",
     "jvp_by_forward_ad",
     "raised_in_forward",
     "saved_state",
+    "split",
     "tensors_at",
     "vjp",
     "vjp_twice",
+    "vjp_without",
     "vmapped_vjp",
 ]
 
@@ -71,26 +75,83 @@ class FunctionUnderTest:
         declares_rule = bool(getattr(self.function, "generate_vmap_rule", False))
         return declares_rule or self.function.vmap is not torch.autograd.Function.vmap
 
-    def bound(self, params: Mapping[str, Any]) -> Forward:
-        """``apply`` as a Forward, the hyperparameters passed where its signature puts them."""
+    def outputs(self, params: Mapping[str, Any]) -> Callable[[Mapping[str, torch.Tensor]], Any]:
+        """``apply`` as it returns: a tensor, or a tuple of them."""
 
-        def run(values: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        def run(values: Mapping[str, torch.Tensor]) -> Any:
             merged = {**params, **values}
             try:
-                output = self.function.apply(*(merged[name] for name in self.arguments))
+                return self.function.apply(*(merged[name] for name in self.arguments))
             except Exception as exc:
                 in_forward(exc)
                 raise
-            if not isinstance(output, torch.Tensor):
-                raise in_forward(
-                    TypeError(
-                        f"{self.name}.apply returned {type(output).__name__}; gradcheck checks "
-                        "a Function with one tensor output"
-                    )
-                )
-            return output
 
         return run
+
+    def bound(self, params: Mapping[str, Any]) -> Forward:
+        """``apply`` as a Forward, the hyperparameters passed where its signature puts them;
+        several outputs joined into one (see ``joined``)."""
+        outputs = self.outputs(params)
+
+        def run(values: Mapping[str, torch.Tensor]) -> torch.Tensor:
+            output = outputs(values)
+            try:
+                return joined(output, f"{self.name}.apply")
+            except TypeError as exc:
+                raise in_forward(exc) from None
+
+        return run
+
+
+def differentiable(output: Any) -> list[int]:
+    """Which of the outputs are joined (floating tensors): an int64 index is not."""
+    if isinstance(output, torch.Tensor):
+        return [0]
+    return [
+        i for i, o in enumerate(output) if isinstance(o, torch.Tensor) and o.is_floating_point()
+    ]
+
+
+def joined(output: Any, who: str) -> torch.Tensor:
+    """One tensor for every check: a tensor as it is; of a tuple (or list), the floating
+    tensors flattened and concatenated in order, so that one grad_output seeds them all.
+    Integer outputs (indices) have no gradient and are left out."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, tuple | list) and all(
+        isinstance(o, torch.Tensor) or o is None for o in output
+    ):
+        floating = [output[i].reshape(-1) for i in differentiable(output)]
+        if floating:
+            return torch.cat(floating)
+    raise TypeError(
+        f"{who} returned {_kind(output)}; gradcheck checks a tensor, or a tuple of tensors of "
+        "which at least one is floating point"
+    )
+
+
+def _kind(output: Any) -> str:
+    if isinstance(output, tuple | list):
+        inner = ", ".join(
+            str(o.dtype).removeprefix("torch.") if isinstance(o, torch.Tensor) else type(o).__name__
+            for o in output
+        )
+        return f"a {type(output).__name__} of ({inner})"
+    return type(output).__name__
+
+
+def split(flat: torch.Tensor | None, output: Any) -> list[torch.Tensor | None]:
+    """``flat`` (a grad_output of the joined outputs) cut back into one per output, in their
+    shapes; None for an output left out of the join."""
+    pieces: list[torch.Tensor | None] = [None] * len(output)
+    if flat is None:
+        return pieces
+    offset = 0
+    for i in differentiable(output):
+        size = output[i].numel()
+        pieces[i] = flat.reshape(-1)[offset : offset + size].reshape(output[i].shape)
+        offset += size
+    return pieces
 
 
 # The attribute an exception raised in the Function's forward carries, so that a report
@@ -210,13 +271,40 @@ def vjp_twice(
     return Twice(first, second, raised, edited)
 
 
+def vjp_without(
+    outputs: Callable[[Mapping[str, torch.Tensor]], Any],
+    values: Mapping[str, torch.Tensor],
+    wrt: Sequence[str],
+    grad_output: torch.Tensor | None,
+    unused: int,
+) -> dict[str, torch.Tensor | None]:
+    """The VJP through every output but ``unused``, as a loss that ignores that output
+    takes it: autograd hands the backward None for it (zeros where materialize_grads is
+    on, torch's default)."""
+    with torch.enable_grad():
+        inputs, leaves = _leaves(values, wrt)
+        output = outputs(inputs)
+        seeds = split(grad_output, output)
+        used = [
+            (o, seed)
+            for i, (o, seed) in enumerate(zip(output, seeds, strict=True))
+            if i != unused and seed is not None and o.requires_grad
+        ]
+        grads: Sequence[torch.Tensor | None] = [None] * len(wrt)
+        if used:
+            grads = torch.autograd.grad(
+                [o for o, _ in used], leaves, [seed for _, seed in used], allow_unused=True
+            )
+    return {n: None if g is None else g.detach() for n, g in zip(wrt, grads, strict=True)}
+
+
 def saved_state(
     output: torch.Tensor, inputs: Mapping[str, torch.Tensor]
 ) -> dict[str, torch.Tensor]:
     """The tensors the Function's ctx holds for backward, by the name its author knows them
     under: ``ctx.grad`` (an attribute, or an element of a list, tuple or dict in one), and
     ``saved_tensors[1]``, with the input or output it is, where it is one."""
-    ctx = output.grad_fn
+    ctx = _function_node(output)
     found: dict[str, torch.Tensor] = {}
     for attribute, value in sorted(getattr(ctx, "__dict__", {}).items()):
         if isinstance(value, torch.Tensor):
@@ -237,6 +325,20 @@ def saved_state(
         if isinstance(tensor, torch.Tensor):
             found[f"saved_tensors[{i}]{_which(tensor, output, inputs)}"] = tensor
     return found
+
+
+def _function_node(output: torch.Tensor) -> Any:
+    """The Function's own node (its ctx): the output's, or, for several outputs joined, the
+    first custom Function's node behind the join."""
+    node, seen = output.grad_fn, 0
+    queue = [node]
+    while queue and seen < 64:
+        node = queue.pop(0)
+        seen += 1
+        if isinstance(node, BackwardCFunction):
+            return node
+        queue.extend(n for n, _ in getattr(node, "next_functions", ()) if n is not None)
+    return output.grad_fn
 
 
 def _which(tensor: torch.Tensor, output: torch.Tensor, inputs: Mapping[str, torch.Tensor]) -> str:

@@ -161,7 +161,7 @@ def plain_difference(
     parameter in the report's brackets (``[grad_output transposed]``)."""
     return Problem(
         check,
-        f"{what} differs from {mismatch.reference}. {why}",
+        f"{what} differs from {mismatch.reference}. {why}".rstrip(),
         parameter=label or mismatch.parameter,
         mismatch=mismatch,
     )

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import torch
+
 __all__ = [
     "CUDA_HINT",
     "DOUBLE_BACKWARD_HINT",
@@ -10,20 +14,27 @@ __all__ = [
     "NON_FINITE_JVP_HINT",
     "NON_FINITE_SECOND_HINT",
     "SECOND_ORDER_HINT",
+    "UNDEFINED_HINT",
     "VMAP_HINT",
     "forward_raised",
     "layout_hint",
     "layout_result",
     "nondeterministic",
+    "not_differentiable",
     "not_reentrant",
     "not_reentrant_raised",
     "not_run",
+    "output_count",
+    "output_kinds",
     "output_shape",
+    "output_structure",
     "raised",
     "second_derivative",
     "spec_failed",
     "spec_raised",
     "tangent_shape",
+    "undefined_doing",
+    "undefined_result",
     "vmap_result",
     "vmap_shape",
 ]
@@ -101,8 +112,70 @@ def spec_raised(check: str, error: str) -> str:
     )
 
 
-def output_shape(got: tuple[int, ...], expected: tuple[int, ...]) -> str:
-    return f"the Function's output has shape {tuple(got)}, the spec's {tuple(expected)}."
+def output_shape(got: tuple[int, ...], expected: tuple[int, ...], label: str = "output") -> str:
+    return f"the Function's {label} has shape {tuple(got)}, the spec's {tuple(expected)}."
+
+
+def _structure(output: Any) -> str:
+    def one(tensor: Any) -> str:
+        if not isinstance(tensor, torch.Tensor):
+            return type(tensor).__name__
+        dtype = "" if tensor.is_floating_point() else f" {str(tensor.dtype).removeprefix('torch.')}"
+        return f"{tuple(tensor.shape)}{dtype}"
+
+    if isinstance(output, torch.Tensor):
+        return f"one tensor of shape {one(output)}"
+    if isinstance(output, tuple | list):
+        return f"{len(output)} outputs of shapes {', '.join(one(o) for o in output)}"
+    return type(output).__name__
+
+
+def output_structure(got: Any, expected: Any) -> str:
+    """The Function and the spec return differently shaped results (several outputs, or
+    one): say both, so that the difference reads at a glance."""
+    return (
+        f"the Function returns {_structure(got)}; the spec {_structure(expected)}. The spec "
+        "must return what the Function does, in the same order and shapes"
+    )
+
+
+def output_count(got: int, expected: int) -> str:
+    def outputs(n: int) -> str:
+        return "one tensor" if n == 1 else f"{n} outputs"
+
+    return (
+        f"the Function returns {outputs(got)}, the spec {outputs(expected)}; the spec must "
+        "return what the Function does, in the same order."
+    )
+
+
+def output_kinds(index: int, got: str, expected: str) -> str:
+    return (
+        f"output {index} of the Function is {got}, the spec's is {expected}: one is "
+        "differentiable and the other is not; return the same kind in both."
+    )
+
+
+def not_differentiable(index: int, dtype: str) -> str:
+    return f"output {index} ({dtype}) is not differentiable: left out of every check"
+
+
+UNDEFINED_HINT = (
+    "A loss that does not use an output gives the backward None for it (zeros where "
+    "materialize_grads is on): the backward must treat it as zeros, and return the gradient "
+    "through the outputs that are used (test each grad_output for None before using it)."
+)
+
+
+def undefined_doing(index: int) -> str:
+    return (
+        f"With output {index} unused (autograd hands its backward None there, or zeros "
+        "where materialize_grads is on)"
+    )
+
+
+def undefined_result(name: str, index: int) -> str:
+    return f"the gradient for {name!r} with output {index} unused"
 
 
 def tangent_shape(got: tuple[int, ...], expected: tuple[int, ...]) -> str:

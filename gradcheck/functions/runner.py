@@ -20,6 +20,7 @@ from gradcheck.functions import checks as run_checks
 from gradcheck.functions import messages
 from gradcheck.functions.checks import CHECKS, Findings, Raised, Run
 from gradcheck.functions.function import FunctionUnderTest, tensors_at, vjp
+from gradcheck.guard import user_call
 from gradcheck.references.autograd import call_forward
 from gradcheck.report import Problem
 from gradcheck.tolerances import for_dtype
@@ -47,6 +48,7 @@ class FunctionChecks:
         *,
         name: str,
         spec: Callable[..., Any],
+        spec_outputs: Callable[..., Any],
         shapes: Mapping[str, tuple[str | int, ...]],
         wrt: Sequence[str],
         checks: Sequence[str],
@@ -55,7 +57,8 @@ class FunctionChecks:
     ) -> None:
         self.function = function
         self.name = name
-        self.spec = spec
+        self.spec = spec  # one tensor (several outputs joined)
+        self.spec_outputs = spec_outputs  # as the user wrote it
         self.shapes = dict(shapes)
         self.wrt = tuple(wrt)
         self.nondet_tol = nondet_tol
@@ -98,6 +101,7 @@ class FunctionChecks:
     ) -> Findings:
         devices = ["cpu"] + ([ACCELERATOR] if "cuda" in self.enabled else [])
         problems: list[Problem] = []
+        notes: list[str] = list(self.notes)
         probes = 0
         cpu: Run | None = None
         for device in devices:
@@ -113,12 +117,16 @@ class FunctionChecks:
                 continue
             if cpu is None:
                 cpu = run
-                problems.extend(run_checks.forward_check(run))
+                try:
+                    problems.extend(run_checks.forward_check(run))
+                except Raised as raised:
+                    problems.append(raised.problem)
+                notes.extend(run.notes)
             else:
                 problems.extend(run_checks.agreement_check(run, cpu))
             problems.extend(self._checks(run))
             probes += run.probes
-        return Findings(tuple(problems), self.notes, probes)
+        return Findings(tuple(problems), tuple(notes), probes)
 
     def _run(
         self,
@@ -142,6 +150,8 @@ class FunctionChecks:
             spec=spec,
             spec_name=self.name,
             spec_forward=self.spec,
+            outputs=self.function.outputs(params),
+            spec_outputs=self._spec_outputs,
             params=params,
             point=point,
             grad_output=grad_output,
@@ -155,6 +165,10 @@ class FunctionChecks:
             dims=self._dims(point),
             prefix="",
         )
+
+    def _spec_outputs(self, **arguments: Any) -> Any:
+        with user_call("forward"):
+            return self.spec_outputs(**arguments)
 
     def _dims(self, point: Mapping[str, np.ndarray]) -> dict[str, int]:
         dims: dict[str, int] = {}
@@ -178,6 +192,7 @@ class FunctionChecks:
         steps: list[tuple[str, Callable[[], list[Problem]]]] = [
             ("determinism", lambda: run_checks.determinism_check(run, self.nondet_tol)),
             ("reentrant", lambda: run_checks.reentrant_check(run)),
+            ("undefined_grad", lambda: run_checks.undefined_check(run)),
             ("strided", lambda: run_checks.strided_check(run)),
             ("jvp", lambda: run_checks.jvp_check(run)),
             ("double_backward", lambda: run_checks.double_backward_check(run)),
