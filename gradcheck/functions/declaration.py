@@ -17,6 +17,7 @@ from gradcheck.functions import messages
 from gradcheck.functions.checks import CHECKS
 from gradcheck.functions.function import (
     FunctionUnderTest,
+    UnderTest,
     describe_raised,
     forward_arguments,
     in_forward,
@@ -26,7 +27,7 @@ from gradcheck.functions.function import (
 )
 from gradcheck.functions.runner import FunctionChecks
 
-__all__ = ["function_derivation"]
+__all__ = ["declared", "function_derivation"]
 
 DTYPE_NAMES = ("float64", "float32")
 
@@ -50,7 +51,7 @@ class _FunctionBackward:
 
     def __init__(
         self,
-        function: FunctionUnderTest,
+        function: UnderTest,
         spec: Callable[..., Any],
         wrt: Sequence[str],
         params: Sequence[str],
@@ -68,7 +69,7 @@ class _FunctionBackward:
         def forward(values: Mapping[str, torch.Tensor]) -> torch.Tensor:
             output = outputs(values)
             try:
-                mine = joined(output, f"{self.function.name}.apply")
+                mine = joined(output, self.function.called_as)
             except TypeError as exc:
                 raise in_forward(exc) from None
             if mine.shape != (() if seed is None else seed.shape):
@@ -144,15 +145,42 @@ def function_derivation(
             f"torch.autograd.Function subclass (the class, not an instance or its apply), "
             f"got {function!r}."
         )
-    chosen = _validated_checks(label, checks)
-    tolerance = _validated_tolerance(label, nondet_tol)
+    under_test = FunctionUnderTest(function, _arguments(label, function, shapes, params))
+    return declared(
+        under_test, declarer="function_derivation", label=label, spec=spec, shapes=shapes,
+        wrt=wrt, dims=dims, bounds=bounds, params=params, integers=integers, dtype=dtype,
+        checks=checks, nondet_tol=nondet_tol,
+    )  # fmt: skip
+
+
+def declared(
+    under_test: UnderTest,
+    *,
+    declarer: str,
+    label: str,
+    spec: Callable[..., Any],
+    shapes: Mapping[str, tuple[str | int, ...]],
+    wrt: Sequence[str],
+    dims: Mapping[str, DimRange] | None,
+    bounds: Mapping[str, tuple[float, float]] | None,
+    params: Mapping[str, Any] | None,
+    integers: Mapping[str, IntegerRange] | None,
+    dtype: str | None,
+    checks: Sequence[str],
+    nondet_tol: float,
+    known: Sequence[str] = CHECKS,
+) -> Derivation:
+    """The Derivation of anything the Function checks can run (a Function, a custom op):
+    the options validated, the spec joined, and the checks beyond the backward attached.
+    ``known``: the check names ``checks`` may use; those not in ``CHECKS`` are the caller's."""
+    chosen = _validated_checks(declarer, label, checks, known)
+    tolerance = _validated_tolerance(declarer, label, nondet_tol)
     if dtype is not None and dtype not in DTYPE_NAMES:
         raise DerivationError(
-            f"function_derivation({label!r}): dtype={dtype!r} is not one of "
+            f"{declarer}({label!r}): dtype={dtype!r} is not one of "
             f"{', '.join(map(repr, DTYPE_NAMES))} (or None: the dtype check/verify run with)"
             f"{_suggest(str(dtype), DTYPE_NAMES)}"
         )
-    under_test = FunctionUnderTest(function, _arguments(label, function, shapes, params))
     derivation = Derivation(
         name=label,
         forward=_joined_spec(spec),
@@ -172,7 +200,7 @@ def function_derivation(
         spec_outputs=spec,
         shapes=derivation.shapes,
         wrt=derivation.wrt,
-        checks=chosen,
+        checks=[c for c in chosen if c in CHECKS],
         nondet_tol=tolerance,
         dtype=dtype,
     )
@@ -194,28 +222,30 @@ def _joined_spec(spec: Callable[..., Any]) -> Callable[..., Any]:
     return forward
 
 
-def _validated_checks(label: str, checks: Sequence[str]) -> tuple[str, ...]:
+def _validated_checks(
+    declarer: str, label: str, checks: Sequence[str], known: Sequence[str]
+) -> tuple[str, ...]:
     if isinstance(checks, str) or not isinstance(checks, Sequence):
         raise DerivationError(
-            f"function_derivation({label!r}): checks must be a sequence of check names, "
+            f"{declarer}({label!r}): checks must be a sequence of check names, "
             f"e.g. checks=({checks!r},), got {checks!r}."
         )
     for check in checks:
-        if check not in CHECKS:
+        if check not in known:
             raise DerivationError(
-                f"function_derivation({label!r}): checks names {check!r}, which is not one of "
-                f"{', '.join(CHECKS)}{_suggest(str(check), CHECKS)}"
+                f"{declarer}({label!r}): checks names {check!r}, which is not one of "
+                f"{', '.join(known)}{_suggest(str(check), known)}"
             )
     if "backward" not in checks:
         raise DerivationError(
-            f"function_derivation({label!r}): checks={tuple(checks)!r} leaves out "
+            f"{declarer}({label!r}): checks={tuple(checks)!r} leaves out "
             "'backward'; the backward is always checked (every other check builds on it), "
             "so include it."
         )
     return tuple(checks)
 
 
-def _validated_tolerance(label: str, nondet_tol: Any) -> float:
+def _validated_tolerance(declarer: str, label: str, nondet_tol: Any) -> float:
     ok = (
         isinstance(nondet_tol, int | float)
         and not isinstance(nondet_tol, bool)
@@ -224,7 +254,7 @@ def _validated_tolerance(label: str, nondet_tol: Any) -> float:
     )
     if not ok:
         raise DerivationError(
-            f"function_derivation({label!r}): nondet_tol={nondet_tol!r} must be a finite "
+            f"{declarer}({label!r}): nondet_tol={nondet_tol!r} must be a finite "
             "number >= 0, e.g. 0.0 (bitwise reproducible) or 1e-12."
         )
     return float(nondet_tol)

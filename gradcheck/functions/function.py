@@ -23,6 +23,7 @@ from gradcheck.backward import _where_raised
 __all__ = [
     "Forward",
     "FunctionUnderTest",
+    "UnderTest",
     "describe_raised",
     "differentiable",
     "double_backward",
@@ -44,8 +45,58 @@ __all__ = [
 Forward = Callable[[Mapping[str, torch.Tensor]], torch.Tensor]
 
 
+class UnderTest:
+    """What the checks run: a callable taking the arguments by position (``arguments``
+    names them in order), with a name, and the checks it has no capability for."""
+
+    arguments: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def called_as(self) -> str:
+        """How a message names the call: ``MyReLU.apply``, ``mylib::scale``."""
+        return self.name
+
+    def call(self, *arguments: Any) -> Any:
+        raise NotImplementedError
+
+    def missing(self) -> dict[str, str]:
+        """check -> why it cannot run, for each check this one has no capability for."""
+        raise NotImplementedError
+
+    def outputs(self, params: Mapping[str, Any]) -> Callable[[Mapping[str, torch.Tensor]], Any]:
+        """The call as it returns: a tensor, or a tuple of them."""
+
+        def run(values: Mapping[str, torch.Tensor]) -> Any:
+            merged = {**params, **values}
+            try:
+                return self.call(*(merged[name] for name in self.arguments))
+            except Exception as exc:
+                in_forward(exc)
+                raise
+
+        return run
+
+    def bound(self, params: Mapping[str, Any]) -> Forward:
+        """The call as a Forward, the hyperparameters passed where its signature puts them;
+        several outputs joined into one (see ``joined``)."""
+        outputs = self.outputs(params)
+
+        def run(values: Mapping[str, torch.Tensor]) -> torch.Tensor:
+            output = outputs(values)
+            try:
+                return joined(output, self.called_as)
+            except TypeError as exc:
+                raise in_forward(exc) from None
+
+        return run
+
+
 @dataclass(frozen=True)
-class FunctionUnderTest:
+class FunctionUnderTest(UnderTest):
     """A Function class, the names its ``apply`` takes in order, and what it declares."""
 
     function: type[torch.autograd.Function]
@@ -54,6 +105,25 @@ class FunctionUnderTest:
     @property
     def name(self) -> str:
         return self.function.__name__
+
+    @property
+    def called_as(self) -> str:
+        return f"{self.name}.apply"
+
+    def call(self, *arguments: Any) -> Any:
+        return self.function.apply(*arguments)
+
+    def missing(self) -> dict[str, str]:
+        name, reasons = self.name, {}
+        if not self.has_jvp:
+            reasons["jvp"] = f"{name} defines no jvp staticmethod"
+        if self.once_differentiable:
+            reasons["double_backward"] = f"{name}.backward is marked @once_differentiable"
+        if not self.vmappable:
+            reasons["vmap"] = (
+                f"{name} declares neither generate_vmap_rule = True nor a vmap staticmethod"
+            )
+        return reasons
 
     @property
     def has_jvp(self) -> bool:
@@ -74,33 +144,6 @@ class FunctionUnderTest:
     def vmappable(self) -> bool:
         declares_rule = bool(getattr(self.function, "generate_vmap_rule", False))
         return declares_rule or self.function.vmap is not torch.autograd.Function.vmap
-
-    def outputs(self, params: Mapping[str, Any]) -> Callable[[Mapping[str, torch.Tensor]], Any]:
-        """``apply`` as it returns: a tensor, or a tuple of them."""
-
-        def run(values: Mapping[str, torch.Tensor]) -> Any:
-            merged = {**params, **values}
-            try:
-                return self.function.apply(*(merged[name] for name in self.arguments))
-            except Exception as exc:
-                in_forward(exc)
-                raise
-
-        return run
-
-    def bound(self, params: Mapping[str, Any]) -> Forward:
-        """``apply`` as a Forward, the hyperparameters passed where its signature puts them;
-        several outputs joined into one (see ``joined``)."""
-        outputs = self.outputs(params)
-
-        def run(values: Mapping[str, torch.Tensor]) -> torch.Tensor:
-            output = outputs(values)
-            try:
-                return joined(output, f"{self.name}.apply")
-            except TypeError as exc:
-                raise in_forward(exc) from None
-
-        return run
 
 
 def differentiable(output: Any) -> list[int]:

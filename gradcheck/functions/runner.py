@@ -19,7 +19,7 @@ from gradcheck.derivation import DerivationError
 from gradcheck.functions import checks as run_checks
 from gradcheck.functions import messages
 from gradcheck.functions.checks import CHECKS, Findings, Raised, Run
-from gradcheck.functions.function import FunctionUnderTest, tensors_at, vjp
+from gradcheck.functions.function import UnderTest, tensors_at, vjp
 from gradcheck.guard import user_call
 from gradcheck.references.autograd import call_forward
 from gradcheck.report import Problem
@@ -44,7 +44,7 @@ class FunctionChecks:
 
     def __init__(
         self,
-        function: FunctionUnderTest,
+        function: UnderTest,
         *,
         name: str,
         spec: Callable[..., Any],
@@ -67,19 +67,8 @@ class FunctionChecks:
 
     def _plan(self, asked: set[str]) -> tuple[frozenset[str], tuple[str, ...]]:
         """Which checks run, and a note for every one that does not, with the reason."""
-        name = self.function.name
-        missing = {
-            "jvp": None if self.function.has_jvp else f"{name} defines no jvp staticmethod",
-            "double_backward": (
-                f"{name}.backward is marked @once_differentiable"
-                if self.function.once_differentiable
-                else None
-            ),
-            "vmap": None
-            if self.function.vmappable
-            else f"{name} declares neither generate_vmap_rule = True nor a vmap staticmethod",
-            "cuda": None if accelerator_available() else "no CUDA device is visible",
-        }
+        missing: dict[str, str | None] = dict(self.function.missing())
+        missing["cuda"] = None if accelerator_available() else "no CUDA device is visible"
         enabled, notes = set(), []
         for check in CHECKS:
             if check not in asked:
