@@ -6,6 +6,9 @@ per term. The numpy and torch versions are the same derivation in two array libr
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -54,20 +57,17 @@ def backward_torch(
     return {"w1": grad_w1, "w2": grad_w2}
 
 
-two_layer_relu_numpy = Derivation(
-    name="two_layer_relu_numpy",
-    forward=loss,
-    backward=backward_numpy,
-    shapes=SHAPES,
-    wrt=WRT,
-    backend="numpy",
-)
+def two_layer_relu(name: str, backward: Callable[..., Any], *, backend: str) -> Derivation:
+    """The net's ``Derivation`` with ``backward`` as the hand derivation held to ``loss``
+    (``two_layer_fast.py`` declares its variants with it too).
 
-two_layer_relu_torch = Derivation(
-    name="two_layer_relu_torch",
-    forward=loss,
-    backward=backward_torch,
-    shapes=SHAPES,
-    wrt=WRT,
-    backend="torch",
-)
+    >>> two_layer_relu("mine", backward_numpy, backend="numpy").wrt
+    ('w1', 'w2')
+    """
+    return Derivation(
+        name=name, forward=loss, backward=backward, shapes=SHAPES, wrt=WRT, backend=backend
+    )
+
+
+two_layer_relu_numpy = two_layer_relu("two_layer_relu_numpy", backward_numpy, backend="numpy")
+two_layer_relu_torch = two_layer_relu("two_layer_relu_torch", backward_torch, backend="torch")

@@ -30,13 +30,12 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 import torch
 
-from gradcheck.derivation import Derivation
-from gradcheck.derivations.two_layer import SHAPES, WRT, loss
+from gradcheck.derivations.two_layer import SHAPES, two_layer_relu
 
 __all__ = [
     "WORKSPACES_KEPT",
@@ -52,7 +51,14 @@ __all__ = [
 # every shape a search ever tried.
 WORKSPACES_KEPT = 8
 
-W = TypeVar("W")
+Dims = tuple[int, int, int, int]  # (N, D_in, H, D_out)
+
+
+class _Workspace(Protocol):
+    def holds(self, value: Any) -> bool: ...
+
+
+W = TypeVar("W", bound=_Workspace)
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,23 @@ class NumpyWorkspace:
     grad_w1: np.ndarray  # (D_in, H): returned
     grad_w2: np.ndarray  # (H, D_out): returned
 
+    @classmethod
+    def allocate(cls, dims: Dims, x: np.ndarray) -> NumpyWorkspace:
+        n, d_in, h, d_out = dims
+        return cls(
+            h_relu=np.empty((n, h), x.dtype),
+            active=np.empty((n, h), np.bool_),
+            grad_y_pred=np.empty((n, d_out), x.dtype),
+            grad_h=np.empty((n, h), x.dtype),
+            grad_w1=np.empty((d_in, h), x.dtype),
+            grad_w2=np.empty((h, d_out), x.dtype),
+        )
+
+    def holds(self, value: np.ndarray) -> bool:
+        """``value`` is (a view of) a gradient this workspace returns."""
+        owner = value if value.base is None else value.base  # a view's base owns the memory
+        return owner is self.grad_w1 or owner is self.grad_w2
+
 
 @dataclass(frozen=True)
 class TorchWorkspace:
@@ -78,33 +101,29 @@ class TorchWorkspace:
     grad_w2: torch.Tensor  # (H, D_out): returned
     result_storages: frozenset[int]  # where grad_w1 and grad_w2 live, to refuse them as inputs
 
+    @classmethod
+    def allocate(cls, dims: Dims, x: torch.Tensor) -> TorchWorkspace:
+        n, d_in, h, d_out = dims
 
-class _Workspaces(Generic[W]):
-    """A small per-thread LRU of workspaces, so that two threads never share buffers.
+        def empty(*shape: int) -> torch.Tensor:
+            return torch.empty(shape, dtype=x.dtype, device=x.device)
 
-    ``get`` looks a workspace up by a cheap key (types, shapes, dtypes, devices of the
-    inputs) and calls ``build`` only on a miss: the inputs are validated once per shape, not
-    on every step.
-    """
+        grad_w1, grad_w2 = empty(d_in, h), empty(h, d_out)
+        return cls(
+            h_relu=empty(n, h),
+            grad_y_pred=empty(n, d_out),
+            grad_h=empty(n, h),
+            grad_w1=grad_w1,
+            grad_w2=grad_w2,
+            # A zero-size buffer has no storage (address 0): nothing can alias it.
+            result_storages=frozenset(
+                ptr for out in (grad_w1, grad_w2) if (ptr := out.untyped_storage().data_ptr())
+            ),
+        )
 
-    def __init__(self) -> None:
-        self._local = threading.local()
-
-    def get(self, key: Hashable, build: Callable[[], W]) -> W:
-        cache: OrderedDict[Hashable, W] | None = getattr(self._local, "cache", None)
-        if cache is None:
-            cache = self._local.cache = OrderedDict()
-        workspace = cache.get(key)
-        if workspace is None:
-            workspace = cache[key] = build()
-            while len(cache) > WORKSPACES_KEPT:
-                cache.popitem(last=False)
-        else:
-            cache.move_to_end(key)
-        return workspace
-
-
-Dims = tuple[int, int, int, int]
+    def holds(self, value: torch.Tensor) -> bool:
+        """``value`` shares storage with a gradient this workspace returns."""
+        return value.untyped_storage().data_ptr() in self.result_storages
 
 
 def _dims(function: str, x: Any, y: Any, w1: Any, w2: Any) -> Dims:
@@ -128,66 +147,102 @@ def _dims(function: str, x: Any, y: Any, w1: Any, w2: Any) -> Dims:
     return n, d_in, h, d_out
 
 
-def _aliased(function: str, name: str) -> ValueError:
-    return ValueError(
-        f"{function}: {name} is (a view of) a gradient returned by an earlier call, which "
-        f"this call overwrites; pass a copy ({name}.copy() or {name}.clone()) to use it as "
-        "an input."
-    )
+@dataclass(frozen=True)
+class _Inputs:
+    """What one library's step accepts, and the fix a message names when an input is not."""
+
+    array: type  # np.ndarray or torch.Tensor
+    floats: tuple[Any, ...]  # the dtypes it takes
+    not_array: str  # the fix for an input of another type
+    not_float: str  # the fix for x of another dtype
+    mixed: str  # an input in another dtype (or on another device) than x; for str.format
+
+
+def _validated(function: str, accepted: _Inputs, x: Any, y: Any, w1: Any, w2: Any) -> Dims:
+    """(N, D_in, H, D_out) of four inputs of the library's array type, in one float dtype
+    on one device; a message naming the argument and the fix otherwise."""
+    inputs = {"x": x, "y": y, "w1": w1, "w2": w2}
+    for name, value in inputs.items():
+        if not isinstance(value, accepted.array):
+            raise TypeError(f"{function}: {name} is a {type(value).__name__}; {accepted.not_array}")
+    if x.dtype not in accepted.floats:
+        raise TypeError(f"{function}: x has dtype {x.dtype}; {accepted.not_float}")
+    for name, value in inputs.items():
+        if value.dtype != x.dtype or _device(value) != _device(x):
+            raise TypeError(f"{function}: " + accepted.mixed.format(name=name, value=value, x=x))
+    return _dims(function, x, y, w1, w2)
+
+
+class _Workspaces(Generic[W]):
+    """One step's workspaces: a small per-thread LRU, so that two threads never share buffers.
+
+    ``get`` looks a workspace up by a cheap key (types, shapes, dtypes, devices of the
+    inputs); only on a miss are the inputs validated and the buffers allocated, so that this
+    happens once per shape, not on every step. An input that is one of the gradients the
+    workspace returns is refused: the step would overwrite it while reading it.
+    """
+
+    def __init__(
+        self, function: str, accepted: _Inputs, allocate: Callable[[Dims, Any], W]
+    ) -> None:
+        self.function, self.accepted, self.allocate = function, accepted, allocate
+        self._local = threading.local()
+
+    def _new(self, x: Any, y: Any, w1: Any, w2: Any) -> W:
+        return self.allocate(_validated(self.function, self.accepted, x, y, w1, w2), x)
+
+    def get(self, x: Any, y: Any, w1: Any, w2: Any) -> W:
+        try:
+            key: Hashable = (
+                type(x), type(y), type(w1), type(w2),
+                x.shape, y.shape, w1.shape, w2.shape,
+                x.dtype, y.dtype, w1.dtype, w2.dtype,
+                getattr(x, "device", None), getattr(y, "device", None),
+                getattr(w1, "device", None), getattr(w2, "device", None),
+            )  # fmt: skip
+        except AttributeError:  # not arrays: let the validation say so
+            return self._new(x, y, w1, w2)
+        cache: OrderedDict[Hashable, W] | None = getattr(self._local, "cache", None)
+        if cache is None:
+            cache = self._local.cache = OrderedDict()
+        workspace = cache.get(key)
+        if workspace is None:
+            workspace = cache[key] = self._new(x, y, w1, w2)
+            while len(cache) > WORKSPACES_KEPT:
+                cache.popitem(last=False)
+        else:
+            cache.move_to_end(key)
+        for name, value in (("x", x), ("y", y), ("w1", w1), ("w2", w2)):
+            if workspace.holds(value):
+                raise ValueError(
+                    f"{self.function}: {name} is (a view of) a gradient returned by an earlier "
+                    f"call, which this call overwrites; pass a copy ({name}.copy() or "
+                    f"{name}.clone()) to use it as an input."
+                )
+        return workspace
+
+
+def _device(value: Any) -> Any:
+    """A tensor's device; numpy arrays have none before numpy 2 and only the CPU after."""
+    return getattr(value, "device", None)
 
 
 # ---------------------------------------------------------------------------------- numpy
 
-_NUMPY_WORKSPACES: _Workspaces[NumpyWorkspace] = _Workspaces()
-
-
-def _new_numpy_workspace(x: Any, y: Any, w1: Any, w2: Any) -> NumpyWorkspace:
-    """Validate the inputs and allocate the buffers for their shapes and dtype."""
-    function = "backward_numpy_fast"
-    inputs = {"x": x, "y": y, "w1": w1, "w2": w2}
-    for name, value in inputs.items():
-        if not isinstance(value, np.ndarray):
-            raise TypeError(
-                f"{function}: {name} is a {type(value).__name__}; pass numpy arrays "
-                "(np.asarray(...)), or use backward_torch_fast for tensors."
-            )
-    dtype = x.dtype
-    if dtype not in (np.float32, np.float64):
-        raise TypeError(
-            f"{function}: x has dtype {dtype}; use float32 or float64 (x.astype(np.float64))."
-        )
-    for name, value in inputs.items():
-        if value.dtype != dtype:
-            raise TypeError(
-                f"{function}: {name} has dtype {value.dtype} but x has {dtype}; pass all "
-                "four in one dtype (the workspace is built per dtype)."
-            )
-    n, d_in, h, d_out = _dims(function, x, y, w1, w2)
-    return NumpyWorkspace(
-        h_relu=np.empty((n, h), dtype),
-        active=np.empty((n, h), np.bool_),
-        grad_y_pred=np.empty((n, d_out), dtype),
-        grad_h=np.empty((n, h), dtype),
-        grad_w1=np.empty((d_in, h), dtype),
-        grad_w2=np.empty((h, d_out), dtype),
-    )
-
-
-def _numpy_workspace(x: Any, y: Any, w1: Any, w2: Any) -> NumpyWorkspace:
-    try:
-        key: Hashable = (
-            type(x), type(y), type(w1), type(w2),
-            x.shape, y.shape, w1.shape, w2.shape,
-            x.dtype, y.dtype, w1.dtype, w2.dtype,
-        )  # fmt: skip
-    except AttributeError:  # not arrays: let the validation say so
-        return _new_numpy_workspace(x, y, w1, w2)
-    ws = _NUMPY_WORKSPACES.get(key, lambda: _new_numpy_workspace(x, y, w1, w2))
-    for name, value in (("x", x), ("y", y), ("w1", w1), ("w2", w2)):
-        owner = value if value.base is None else value.base  # a view's base owns the memory
-        if owner is ws.grad_w1 or owner is ws.grad_w2:
-            raise _aliased("backward_numpy_fast", name)
-    return ws
+_NUMPY_WORKSPACES = _Workspaces(
+    "backward_numpy_fast",
+    _Inputs(
+        array=np.ndarray,
+        floats=(np.float32, np.float64),
+        not_array="pass numpy arrays (np.asarray(...)), or use backward_torch_fast for tensors.",
+        not_float="use float32 or float64 (x.astype(np.float64)).",
+        mixed=(
+            "{name} has dtype {value.dtype} but x has {x.dtype}; pass all four in one dtype "
+            "(the workspace is built per dtype)."
+        ),
+    ),
+    NumpyWorkspace.allocate,
+)
 
 
 def backward_numpy_fast(
@@ -197,7 +252,7 @@ def backward_numpy_fast(
 
     The arrays returned are overwritten by the next call with the same shapes and dtype.
     """
-    ws = _numpy_workspace(x, y, w1, w2)
+    ws = _NUMPY_WORKSPACES.get(x, y, w1, w2)
     h_relu = np.matmul(x, w1, out=ws.h_relu)  # h = x @ w1
     np.maximum(h_relu, 0.0, out=h_relu)  # h_relu = relu(h); h itself is not needed again
     np.greater(h_relu, 0.0, out=ws.active)  # relu'(h): h > 0 exactly where h_relu > 0
@@ -214,68 +269,28 @@ def backward_numpy_fast(
 # ---------------------------------------------------------------------------------- torch
 
 
-_TORCH_WORKSPACES: _Workspaces[TorchWorkspace] = _Workspaces()
-
-
-def _new_torch_workspace(x: Any, y: Any, w1: Any, w2: Any) -> TorchWorkspace:
-    """Validate the inputs and allocate the buffers for their shapes, dtype and device."""
-    function = "backward_torch_fast"
-    inputs = {"x": x, "y": y, "w1": w1, "w2": w2}
-    for name, value in inputs.items():
-        if not isinstance(value, torch.Tensor):
-            raise TypeError(
-                f"{function}: {name} is a {type(value).__name__}; pass torch tensors "
-                "(torch.as_tensor(...)), or use backward_numpy_fast for arrays."
-            )
-    dtype, device = x.dtype, x.device
-    if dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"{function}: x has dtype {dtype}; use torch.float32 or torch.float64.")
-    for name, value in inputs.items():
-        if value.dtype != dtype or value.device != device:
-            raise TypeError(
-                f"{function}: {name} is {value.dtype} on {value.device} but x is {dtype} "
-                f"on {device}; pass all four in one dtype on one device."
-            )
-    n, d_in, h, d_out = _dims(function, x, y, w1, w2)
-
-    def empty(*shape: int) -> torch.Tensor:
-        return torch.empty(shape, dtype=dtype, device=device)
-
-    grad_w1, grad_w2 = empty(d_in, h), empty(h, d_out)
-    return TorchWorkspace(
-        h_relu=empty(n, h),
-        grad_y_pred=empty(n, d_out),
-        grad_h=empty(n, h),
-        grad_w1=grad_w1,
-        grad_w2=grad_w2,
-        # A zero-size buffer has no storage (address 0): nothing can alias it.
-        result_storages=frozenset(
-            ptr for out in (grad_w1, grad_w2) if (ptr := out.untyped_storage().data_ptr())
+_TORCH_WORKSPACES = _Workspaces(
+    "backward_torch_fast",
+    _Inputs(
+        array=torch.Tensor,
+        floats=(torch.float32, torch.float64),
+        not_array=(
+            "pass torch tensors (torch.as_tensor(...)), or use backward_numpy_fast for arrays."
         ),
-    )
-
-
-def _torch_workspace(x: Any, y: Any, w1: Any, w2: Any) -> TorchWorkspace:
-    try:
-        key: Hashable = (
-            type(x), type(y), type(w1), type(w2),
-            x.shape, y.shape, w1.shape, w2.shape,
-            x.dtype, y.dtype, w1.dtype, w2.dtype,
-            x.device, y.device, w1.device, w2.device,
-        )  # fmt: skip
-    except AttributeError:  # not tensors: let the validation say so
-        return _new_torch_workspace(x, y, w1, w2)
-    ws = _TORCH_WORKSPACES.get(key, lambda: _new_torch_workspace(x, y, w1, w2))
-    for name, value in (("x", x), ("y", y), ("w1", w1), ("w2", w2)):
-        if value.untyped_storage().data_ptr() in ws.result_storages:
-            raise _aliased("backward_torch_fast", name)
-    return ws
+        not_float="use torch.float32 or torch.float64.",
+        mixed=(
+            "{name} is {value.dtype} on {value.device} but x is {x.dtype} on {x.device}; pass "
+            "all four in one dtype on one device."
+        ),
+    ),
+    TorchWorkspace.allocate,
+)
 
 
 def _torch_step(
     x: torch.Tensor, y: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor
 ) -> dict[str, torch.Tensor]:
-    ws = _torch_workspace(x, y, w1, w2)
+    ws = _TORCH_WORKSPACES.get(x, y, w1, w2)
     h_relu = torch.mm(x, w1, out=ws.h_relu)  # h = x @ w1
     h_relu.relu_()  # h_relu = relu(h); h itself is not needed again
     # y_pred = h_relu @ w2 and d/dy_pred of sum((y_pred - y)**2) = 2 * (y_pred - y), as one
@@ -307,20 +322,9 @@ def backward_torch_fast(
     return _torch_step(x, y, w1, w2)
 
 
-two_layer_relu_numpy_fast = Derivation(
-    name="two_layer_relu_numpy_fast",
-    forward=loss,
-    backward=backward_numpy_fast,
-    shapes=SHAPES,
-    wrt=WRT,
-    backend="numpy",
+two_layer_relu_numpy_fast = two_layer_relu(
+    "two_layer_relu_numpy_fast", backward_numpy_fast, backend="numpy"
 )
-
-two_layer_relu_torch_fast = Derivation(
-    name="two_layer_relu_torch_fast",
-    forward=loss,
-    backward=backward_torch_fast,
-    shapes=SHAPES,
-    wrt=WRT,
-    backend="torch",
+two_layer_relu_torch_fast = two_layer_relu(
+    "two_layer_relu_torch_fast", backward_torch_fast, backend="torch"
 )
