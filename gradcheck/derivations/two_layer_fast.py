@@ -227,8 +227,7 @@ def _device(value: Any) -> Any:
     return getattr(value, "device", None)
 
 
-# ---------------------------------------------------------------------------------- numpy
-
+# Each step's workspaces, with what it accepts and the fix that each message names.
 _NUMPY_WORKSPACES = _Workspaces(
     "backward_numpy_fast",
     _Inputs(
@@ -243,6 +242,25 @@ _NUMPY_WORKSPACES = _Workspaces(
     ),
     NumpyWorkspace.allocate,
 )
+_TORCH_WORKSPACES = _Workspaces(
+    "backward_torch_fast",
+    _Inputs(
+        array=torch.Tensor,
+        floats=(torch.float32, torch.float64),
+        not_array=(
+            "pass torch tensors (torch.as_tensor(...)), or use backward_numpy_fast for arrays."
+        ),
+        not_float="use torch.float32 or torch.float64.",
+        mixed=(
+            "{name} is {value.dtype} on {value.device} but x is {x.dtype} on {x.device}; pass "
+            "all four in one dtype on one device."
+        ),
+    ),
+    TorchWorkspace.allocate,
+)
+
+
+# ---------------------------------------------------------------------------------- numpy
 
 
 def backward_numpy_fast(
@@ -267,24 +285,6 @@ def backward_numpy_fast(
 
 
 # ---------------------------------------------------------------------------------- torch
-
-
-_TORCH_WORKSPACES = _Workspaces(
-    "backward_torch_fast",
-    _Inputs(
-        array=torch.Tensor,
-        floats=(torch.float32, torch.float64),
-        not_array=(
-            "pass torch tensors (torch.as_tensor(...)), or use backward_numpy_fast for arrays."
-        ),
-        not_float="use torch.float32 or torch.float64.",
-        mixed=(
-            "{name} is {value.dtype} on {value.device} but x is {x.dtype} on {x.device}; pass "
-            "all four in one dtype on one device."
-        ),
-    ),
-    TorchWorkspace.allocate,
-)
 
 
 def _torch_step(
