@@ -46,6 +46,7 @@ _LAZY = {
     "check": "gradcheck.checking",
     "verify": "gradcheck.search",
     "function_derivation": "gradcheck.functions",
+    "op_derivation": "gradcheck.ops",
     "Example": "gradcheck.report",
     "Problem": "gradcheck.report",
     "Report": "gradcheck.report",

@@ -151,7 +151,7 @@ class FunctionChecks:
             wrt=self.wrt,
             tolerance=for_dtype(dtype),
             rng=np.random.default_rng([seed, digest]),
-            dims=self._dims(point),
+            dims=self.dims_of(point),
             prefix="",
         )
 
@@ -159,7 +159,8 @@ class FunctionChecks:
         with user_call("forward"):
             return self.spec_outputs(**arguments)
 
-    def _dims(self, point: Mapping[str, np.ndarray]) -> dict[str, int]:
+    def dims_of(self, point: Mapping[str, np.ndarray]) -> dict[str, int]:
+        """The size of each symbolic dim at ``point``."""
         dims: dict[str, int] = {}
         for name, declared in self.shapes.items():
             for dim, size in zip(declared, np.shape(point[name]), strict=True):
