@@ -24,6 +24,9 @@ class Mismatch:
     max_rel_index: tuple[int, ...]
     max_rel_allowed: float
     unit: str = "elements"
+    # Where the reference is 0 at max_rel_index no relative difference is allowed (the
+    # relative allowance there is inf and says nothing): the absolute allowance there, else None.
+    zero_reference_allowed: float | None = None
 
     @property
     def share(self) -> float:
@@ -70,4 +73,5 @@ def compare(
         max_rel_index=tuple(int(i) for i in rel_at),
         max_rel_allowed=float(relative_allowed[rel_at]),
         unit=unit,
+        zero_reference_allowed=float(allowed[rel_at]) if magnitude[rel_at] == 0 else None,
     )

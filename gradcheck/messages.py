@@ -104,15 +104,29 @@ def _index(index: tuple[int, ...]) -> str:
 
 
 def format_mismatch(mismatch: Mismatch) -> list[str]:
-    """torch.testing's four lines, naming the parameter and the reference."""
+    """torch.testing's four lines, naming the parameter and the reference. Where the
+    reference is 0 no relative difference is allowed, so the relative line gives the absolute
+    allowance there instead of "(up to inf allowed)", which reads as a contradiction."""
     return [
         f"Mismatched {mismatch.unit}: {mismatch.mismatched} / {mismatch.total} "
         f"({100 * mismatch.share:.1f}%)",
         f"Greatest absolute difference: {mismatch.max_abs:.6g} at index "
         f"{_index(mismatch.max_abs_index)} (up to {mismatch.max_abs_allowed:.2g} allowed)",
         f"Greatest relative difference: {mismatch.max_rel:.6g} at index "
-        f"{_index(mismatch.max_rel_index)} (up to {mismatch.max_rel_allowed:.2g} allowed)",
+        f"{_index(mismatch.max_rel_index)} ({_relative_allowance(mismatch)})",
     ]
+
+
+def _relative_allowance(mismatch: Mismatch) -> str:
+    """'up to 1.3e-06 allowed', or, where the reference is 0, what is allowed there."""
+    if mismatch.zero_reference_allowed is not None:
+        return (
+            "the reference is 0 there: only an absolute difference is allowed, "
+            f"up to {mismatch.zero_reference_allowed:.2g}"
+        )
+    if np.isinf(mismatch.max_rel_allowed):  # a Mismatch built by hand, without the above
+        return "the reference is 0 there: only an absolute difference is allowed"
+    return f"up to {mismatch.max_rel_allowed:.2g} allowed"
 
 
 def format_ratio(ratio: float | None) -> str:

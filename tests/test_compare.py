@@ -40,3 +40,22 @@ def test_index_of_a_matrix_is_a_tuple():
     actual[1, 2] = 5.0
     mismatch = compare(actual, expected, 1e-3, parameter="w", reference="r")
     assert mismatch is not None and mismatch.max_abs_index == (1, 2)
+
+
+def test_where_the_reference_is_zero_the_relative_line_gives_the_absolute_allowance():
+    mismatch = compare(
+        np.array([[1e-3, 1.0]]), np.array([[0.0, 1.0]]), 1e-7, parameter="w", reference="r"
+    )
+    assert mismatch is not None
+    lines = format_mismatch(mismatch)
+    assert lines[2] == (
+        "Greatest relative difference: inf at index (0, 0) (the reference is 0 there: "
+        "only an absolute difference is allowed, up to 1e-07)"
+    )
+    assert not any("up to inf allowed" in line for line in lines)
+
+
+def test_where_the_reference_is_not_zero_the_relative_allowance_is_given_as_before():
+    mismatch = compare(np.array([2.0]), np.array([1.0]), 1e-7, parameter="w", reference="r")
+    assert mismatch is not None and mismatch.zero_reference_allowed is None
+    assert format_mismatch(mismatch)[2].endswith("(up to 1e-07 allowed)")

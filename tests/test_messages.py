@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from gradcheck.compare import Mismatch
@@ -72,3 +74,18 @@ def test_smallest_example_comes_before_the_numbers_and_diagnoses_are_named():
     assert lines[1].startswith("Smallest failing example")
     assert "Diagnosis: 'w1' has its sign flipped: hand = -reference" in text
     assert text.index("Diagnosis:") < text.index("Mismatched elements")
+
+
+def test_a_report_never_says_up_to_inf_allowed_where_the_reference_is_zero():
+    at_zero = replace(
+        MISMATCH,
+        max_rel=float("inf"),
+        max_rel_index=(0, 0),
+        max_rel_allowed=float("inf"),
+        max_abs_allowed=1e-7,
+        zero_reference_allowed=1e-7,
+    )
+    text = format_report(_report(problems=(Problem("mismatch", "wrong", "w1", at_zero),)))
+    assert "(up to inf allowed)" not in text
+    assert "inf at index (0, 0) (the reference is 0 there: only an absolute difference" in text
+    assert "allowed, up to 1e-07)" in text
