@@ -119,8 +119,13 @@ def _point_report(
     params: Mapping[str, Any],
     options: Options,
     seed: int,
+    tie: str | None = None,
+    *,
+    coarse: bool = False,
 ) -> Report | None:
-    point = seeded_inputs(derivation, sizes, seed, params)
+    point = seeded_inputs(derivation, sizes, seed, params, coarse=coarse)
+    if tie is not None:
+        point[tie] = _tied(point[tie], np.random.default_rng(seed))
     try:
         # Only whether and where it fails is read here: no probes after a failure.
         searching = replace(options, seed=seed, verdict_only=True)
@@ -255,20 +260,83 @@ def _simplest(claims: list[Finding], everywhere: set[tuple[str, ...]]) -> list[F
     return [f for f in kept if f.parameter not in simple or f.key[0] in _SIMPLE]
 
 
+# Sizes a tie claim is tested at, each with one seed drawn three times: as drawn (no ties),
+# with some of the tied input's values repeated (``_tied``), and with every input's values
+# from a coarse grid. A tied point may still pass (no tie where it matters) or be
+# inconclusive (a kink the probes cannot pass).
+TIE_SIZES = 12
+# Tied failing points that must show the tie claim, and untied points that must pass.
+TIED_FAILURES = 2
+UNTIED_PASSES = 4
+
+
+def _tied(value: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``value`` with about one element in three replaced by one of its first two: ties in
+    some windows of a pool, a max or a sort, with values the input's own bounds allow. Ties
+    in every window leave most probes on a kink, and the point inconclusive."""
+    out = value.copy()
+    chosen = rng.random(value.shape) < 1 / 3
+    out[chosen] = rng.choice(value.ravel()[:2], size=int(chosen.sum()))
+    return out
+
+
+def _tie_confirmed(
+    derivation: Derivation, report: Report, options: Options, claim: Finding
+) -> Finding | None:
+    """``claim`` ('wrong only at tied elements') said, when the same backward is right at
+    every untied point drawn and fails the same way at tied ones; else None. A tied failure
+    that does not show the claim is allowed beside those that do, up to as many: where one
+    upstream gradient feeds several windows (a max summed to a scalar) the windows' tied
+    elements cannot be told apart, and the count per tie is not read."""
+    assert report.example is not None
+    example = report.example
+    rng = np.random.default_rng(options.seed + 17)
+    shown = unshown = untied_passes = 0
+    sizes_tried = _dims_to_try(derivation, example.dims, example.params, rng)
+    while len(sizes_tried) < TIE_SIZES:
+        sizes_tried.append(_larger_sizes(derivation, example.dims, example.params, rng))
+    for sizes in sizes_tried:
+        seed = int(rng.integers(2**32))
+        untied = _point_report(derivation, sizes, example.params, options, seed)
+        if untied is not None and untied.verdict == "fail":
+            return None  # wrong without ties too: the ties are not the whole story
+        untied_passes += untied is not None and untied.verdict == "pass"
+        for tied in (
+            _point_report(derivation, sizes, example.params, options, seed, claim.key[2]),
+            _point_report(derivation, sizes, example.params, options, seed, coarse=True),
+        ):
+            if tied is not None and tied.verdict == "fail":
+                if claim.key in _claim_keys(findings_at(derivation, tied)):
+                    shown += 1
+                else:
+                    unshown += 1
+    if shown < TIED_FAILURES or unshown > shown or untied_passes < UNTIED_PASSES:
+        return None
+    text = (
+        f"{claim.text}. Right at {untied_passes} points without ties; wrong the same way "
+        f"at {shown} more with ties"
+    )
+    return replace(claim, text=text, said=True)
+
+
 def confirm(derivation: Derivation, report: Report, options: Options) -> Report:
     """``report`` with only the diagnoses that hold at more failing points, the rest
     replaced by what its example shows."""
     if report.verdict != "fail" or report.example is None:
         return report
     here = findings_at(derivation, report)
-    claims = [f for f in here if f.claim]
-    confirmed: list[Finding] = []
+    ties = [f for f in here if f.claim and f.key[0] == "tie"]
+    tied = [t for t in (_tie_confirmed(derivation, report, options, f) for f in ties) if t]
+    # A tie confirmed for a parameter says all that its mask patterns would.
+    here = [f for f in here if f.parameter not in {t.parameter for t in tied}]
+    claims = [f for f in here if f.claim and f.key[0] != "tie"]
+    confirmed: list[Finding] = list(tied)
     if claims:
         points = [findings_at(derivation, point) for point in _failing_points(
             derivation, report, options)]  # fmt: skip
         if len(points) >= MIN_FAILING_POINTS:
             everywhere = set.intersection(*(_claim_keys(found) for found in points))
-            confirmed = _simplest(claims, everywhere)
+            confirmed += _simplest(claims, everywhere)
     named = {f.parameter for f in confirmed}
     observed = [f for f in here if not f.claim and f.said]
     for finding in here:  # the fallback observation for a parameter nothing else describes

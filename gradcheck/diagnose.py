@@ -173,7 +173,9 @@ def _sign_patterns(
                 continue
             # Where the reference is zero a wrong mask can go unseen: compare where it is not.
             if np.array_equal(bad & reference_nonzero, side & reference_nonzero):
-                found.append((name, label, not side.all()))
+                # Shown only where both signs occur: beside zeros alone (bounds (0, 10) with
+                # the endpoint drawn), "wrong only where x > 0" says nothing about sign.
+                found.append((name, label, bool((value < 0).any() and (value > 0).any())))
     return found
 
 
@@ -253,6 +255,9 @@ def gradient_findings(
         findings.append(
             Finding(("side", name, source, side), text, claim=True, parameter=name, said=shown)
         )
+    tie = _tie_finding(name, hand, reference, bad, allowed, inputs)
+    if tie is not None:
+        findings.append(tie)
     block = _leading_block(bad, 0) or _leading_block(bad, 1)
     if block is not None and not any(f.said for f in findings):
         findings.append(Finding(("block", name), f"{name!r}: {block}", claim=False, parameter=name))
@@ -261,3 +266,84 @@ def gradient_findings(
         said = not any(f.said for f in findings)
         findings.append(Finding(("observed", name), text, claim=False, parameter=name, said=said))
     return findings
+
+
+def _tie_counts(
+    hand: np.ndarray,
+    reference: np.ndarray,
+    bad: np.ndarray,
+    allowed: np.ndarray,
+    value: np.ndarray,
+) -> tuple[set[int], str | None] | None:
+    """How many times autograd's gradient each group of tied elements passes on, where
+    ``hand`` is wrong only at tied elements of ``value`` and passes on k >= 2 times as much;
+    and what autograd does with a group's gradient: gives it to "one" element, splits it
+    "evenly", or neither (a sort hands each tied element one of the tied outputs').
+
+    A group is the elements with one value of the input and one value of the hand gradient:
+    the tied maxima of one pooling window get that window's upstream gradient each, and
+    distinct windows almost surely have distinct upstream gradients. A subgradient passes on
+    the group's total unchanged (to one element, or split); a backward that sends it to every
+    tied element passes on k times it. None where that is not what ``hand`` does."""
+    _, index, count = np.unique(value, return_inverse=True, return_counts=True)
+    tied = count[index.reshape(value.shape)] > 1
+    if not (bad & tied).any() or (bad & ~tied).any():
+        return None
+    counts = set()
+    ways: set[str | None] = set()
+    for at in zip(*np.nonzero(bad), strict=True):
+        group = (value == value[at]) & (np.abs(hand - hand[at]) <= allowed)
+        received = float(reference[group].sum())
+        if received == 0:
+            return None
+        times = float(hand[group].sum()) / received
+        k = round(times)
+        if k < 2 or not np.isclose(times, k, rtol=FACTOR_RTOL, atol=0):
+            return None
+        counts.add(k)
+        given = reference[group]
+        if np.count_nonzero(given) == 1:
+            ways.add("one")
+        elif np.allclose(given, given[0], rtol=FACTOR_RTOL, atol=0):
+            ways.add("evenly")
+        else:
+            ways.add(None)
+    return counts, ways.pop() if len(ways) == 1 else None
+
+
+# What a subgradient does with a tie's gradient, and which of it autograd does.
+_SUBGRADIENT = {
+    "one": "sends it to one of them (as autograd does) or splits it among them",
+    "evenly": "splits it among them (as autograd does) or sends it to one of them",
+    None: "sends it to one of them or splits it among them",
+}
+
+
+def _tie_finding(
+    name: str,
+    hand: np.ndarray,
+    reference: np.ndarray,
+    bad: np.ndarray,
+    allowed: np.ndarray,
+    inputs: Mapping[str, np.ndarray],
+) -> Finding | None:
+    """'wrong only at tied elements, each sent the whole gradient', keyed by the input whose
+    ties it is. Said only once ``confirm`` has seen it at more tied points and the same
+    backward right at points without ties (``said=False`` here)."""
+    for source, value in inputs.items():
+        if value.shape != hand.shape or not np.issubdtype(value.dtype, np.floating):
+            continue
+        found = _tie_counts(hand, reference, bad, np.broadcast_to(allowed, hand.shape), value)
+        if found is None:
+            continue
+        counts, autograd = found
+        low, high = min(counts), max(counts)
+        k = str(low) if low == high else f"{low} to {high}"
+        text = (
+            f"{name!r} is wrong only at tied elements of {source!r} (a tied maximum or "
+            "minimum, equal elements of a sort or median): the backward sends the gradient "
+            f"to every tied element ({k} here), passing on {k} times what it receives; a "
+            f"subgradient {_SUBGRADIENT[autograd]}"
+        )
+        return Finding(("tie", name, source), text, claim=True, parameter=name, said=False)
+    return None
