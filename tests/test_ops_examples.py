@@ -13,10 +13,13 @@ from gradcheck.cli import main
 EXAMPLES = {
     "rms_norm_op": "a custom op whose fake kernel is transposed",
     "bias_gelu_op": "a custom op with the tanh-GeLU's backward",
+    "swiglu_op": "a custom op whose vmap rule misplaces the batch dim",
     "sparsemax": "sparsemax centring over the whole row",
     "softmax_lse": "softmax and logsumexp that use a None gradient",
     "pairwise_distance": "distances whose backward views grad_output",
     "fused_cross_entropy": "cross-entropy scaling its saved gradient in place",
+    "mish": "mish with a square dropped from its slope",
+    "layer_norm": "layer norm without once_differentiable",
 }
 
 

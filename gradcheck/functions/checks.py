@@ -32,6 +32,7 @@ from gradcheck.functions.function import (
     vjp,
     vjp_twice,
     vjp_without,
+    vmapped_then_vjp,
     vmapped_vjp,
 )
 from gradcheck.functions.judge import (
@@ -150,6 +151,7 @@ class Run:
     rng: np.random.Generator
     dims: Mapping[str, int]
     prefix: str  # "" on the CPU, "cuda " on a GPU
+    functorch_vjp: bool = True  # see UnderTest.functorch_vjp
     output: np.ndarray = field(default_factory=lambda: np.zeros(()))
     gradients: dict[str, np.ndarray] = field(default_factory=dict)
     probes: int = 0
@@ -664,9 +666,10 @@ def vmap_check(run: Run) -> list[Problem]:
         if run.grad_output is None
         else torch.tensor(np.stack([s for s in seeds if s is not None]), dtype=dtype, device=device)
     )
+    mapped = vmapped_vjp if run.functorch_vjp else vmapped_then_vjp
     outputs, grads = by_function(
         check,
-        lambda: vmapped_vjp(run.function, batched, shared, run.wrt, stacked_seeds),
+        lambda: mapped(run.function, batched, shared, run.wrt, stacked_seeds),
         f"Under torch.func.vmap over a batch of {VMAP_BATCH}",
         phased=False,
     )

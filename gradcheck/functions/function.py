@@ -38,6 +38,7 @@ __all__ = [
     "vjp",
     "vjp_twice",
     "vjp_without",
+    "vmapped_then_vjp",
     "vmapped_vjp",
 ]
 
@@ -66,6 +67,10 @@ class UnderTest:
     def missing(self) -> dict[str, str]:
         """check -> why it cannot run, for each check this one has no capability for."""
         raise NotImplementedError
+
+    # Whether torch.func.vjp can differentiate it (a custom op's generated Function cannot),
+    # so that the vmap check maps the VJP itself rather than the forward alone.
+    functorch_vjp: bool = True
 
     def outputs(self, params: Mapping[str, Any]) -> Callable[[Mapping[str, torch.Tensor]], Any]:
         """The call as it returns: a tensor, or a tuple of them."""
@@ -492,3 +497,27 @@ def vmapped_vjp(
 
     outputs, grads = torch.func.vmap(member)(*(batched[n] for n in names), grad_outputs)
     return outputs, dict(zip(wrt, grads, strict=True))
+
+
+def vmapped_then_vjp(
+    forward: Forward,
+    batched: Mapping[str, torch.Tensor],
+    shared: Mapping[str, torch.Tensor],
+    wrt: Sequence[str],
+    grad_outputs: torch.Tensor,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``torch.func.vmap`` over the forward alone, then ordinary autograd through the
+    batched result: for a custom op, whose generated autograd.Function torch cannot run
+    under ``torch.func.vjp``, yet whose vmap rule and backward still have to agree."""
+    names = list(batched)
+    with torch.enable_grad():
+        leaves = {n: batched[n].detach().requires_grad_(n in wrt) for n in names}
+
+        def member(*tensors: torch.Tensor) -> torch.Tensor:
+            return forward({**shared, **dict(zip(names, tensors, strict=True))})
+
+        outputs = torch.func.vmap(member)(*(leaves[n] for n in names))
+        grads = torch.autograd.grad(
+            outputs, [leaves[n] for n in wrt], grad_outputs.reshape(outputs.shape)
+        )
+    return outputs.detach(), {n: g.detach() for n, g in zip(wrt, grads, strict=True)}

@@ -153,6 +153,7 @@ class FunctionChecks:
             rng=np.random.default_rng([seed, digest]),
             dims=self.dims_of(point),
             prefix="",
+            functorch_vjp=self.function.functorch_vjp,
         )
 
     def _spec_outputs(self, **arguments: Any) -> Any:

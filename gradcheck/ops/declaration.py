@@ -28,6 +28,7 @@ class OpUnderTest(UnderTest):
 
     op: Any
     arguments: tuple[str, ...]
+    functorch_vjp: bool = False  # torch.func.vjp refuses a custom op's generated Function
 
     @property
     def name(self) -> str:
