@@ -20,6 +20,7 @@ EXAMPLES = {
     "fused_cross_entropy": "cross-entropy scaling its saved gradient in place",
     "mish": "mish with a square dropped from its slope",
     "layer_norm": "layer norm without once_differentiable",
+    "bilinear": "a bilinear form whose weight gradient ignores grad_output",
 }
 
 
