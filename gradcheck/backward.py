@@ -9,7 +9,7 @@ import os
 import threading
 import traceback
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,13 @@ from gradcheck.derivation import Derivation, DerivationError
 from gradcheck.guard import describe_exit, is_user_exit, user_call
 from gradcheck.report import Problem
 
-__all__ = ["BackwardResult", "run_backward", "shape_hint", "single_threaded_blas"]
+__all__ = [
+    "BackwardResult",
+    "half_precision_problem",
+    "run_backward",
+    "shape_hint",
+    "single_threaded_blas",
+]
 
 DTYPES = {"float64": (np.float64, torch.float64), "float32": (np.float32, torch.float32)}
 
@@ -31,6 +37,9 @@ class BackwardResult:
     gradients: dict[str, np.ndarray]  # float64 copies of what came back, for the names that did
     problems: tuple[Problem, ...]
     unchecked: tuple[str, ...] = ()  # names returned that are not in wrt
+    # name -> 'float16' or 'bfloat16' for a gradient returned in half precision: if it
+    # fails, the dtype is named as the likely cause (an exact one, 2 * x at 0.5, passes)
+    half_precision: dict[str, str] = field(default_factory=dict)
 
 
 _BLAS = ThreadpoolController()
@@ -67,6 +76,26 @@ def _as_numpy(value: Any) -> np.ndarray:
             value = value.to(torch.float32)  # exact; numpy has no bfloat16
         return value.numpy()
     return np.asarray(value)
+
+
+def half_precision_problem(name: str, half: str, dtype: str) -> Problem:
+    return Problem(
+        "dtype",
+        f"gradient for {name!r} comes back as {half}, in a {dtype} check: a dtype problem "
+        "rather than a wrong derivation. It keeps about 3 significant digits; compute it in "
+        f"{dtype} (drop a .half(), .bfloat16() or np.float16 on the way).",
+        parameter=name,
+    )
+
+
+def _half_precision(value: Any) -> str | None:
+    """'float16' or 'bfloat16' for a gradient in one of them, else None."""
+    dtype = getattr(value, "dtype", None)
+    if dtype in (torch.float16, torch.bfloat16):
+        return str(dtype).removeprefix("torch.")
+    if isinstance(value, np.ndarray | np.generic) and value.dtype == np.float16:
+        return "float16"
+    return None
 
 
 # (backward, argument names) already bound once: the binding cannot fail on a later call
@@ -267,6 +296,7 @@ def run_backward(
         return BackwardResult({}, tuple(problems))
 
     gradients: dict[str, np.ndarray] = {}
+    narrow: dict[str, str] = {}
     for name in derivation.wrt:
         if name not in returned:
             problems.append(
@@ -291,6 +321,9 @@ def run_backward(
             continue
         array = _as_numpy(value)
         expected = tuple(point[name].shape)
+        half = _half_precision(value)
+        if half is not None:
+            narrow[name] = half
         if not np.issubdtype(array.dtype, np.floating):
             problems.append(
                 Problem(
@@ -328,4 +361,4 @@ def run_backward(
             continue
         gradients[name] = np.array(array, dtype=np.float64)
     unchecked = tuple(str(name) for name in returned if name not in derivation.wrt)
-    return BackwardResult(gradients, tuple(problems), unchecked)
+    return BackwardResult(gradients, tuple(problems), unchecked, narrow)

@@ -23,12 +23,24 @@ from typing import Any
 import numpy as np
 import torch
 
-from gradcheck.backward import DTYPES, BackwardResult, run_backward, single_threaded_blas
+from gradcheck.backward import (
+    DTYPES,
+    BackwardResult,
+    half_precision_problem,
+    run_backward,
+    single_threaded_blas,
+)
 from gradcheck.compare import Mismatch, compare
 from gradcheck.derivation import Derivation, DerivationError
 from gradcheck.guard import DEFAULT_DEADLINE, guarded_search, validated_deadline
-from gradcheck.references.autograd import AutogradResult, as_tensor, autograd_gradients
-from gradcheck.references.finite_differences import ScalarSpec, Screen, Slope, phi
+from gradcheck.paths import took
+from gradcheck.references.autograd import (
+    AutogradResult,
+    as_tensor,
+    autograd_gradients,
+    gradients_in_dtype,
+)
+from gradcheck.references.finite_differences import UNRESOLVED, ScalarSpec, Screen, Slope, phi
 from gradcheck.report import Example, GradientPair, Problem, Report
 from gradcheck.spec_domain import non_finite_spec_problem
 from gradcheck.tolerances import Tolerance, for_dtype
@@ -349,6 +361,14 @@ def _jumps_for(
 WIDER_STEPS = (16.0, 256.0, 4096.0)
 
 
+# Narrower steps tried next. The usual step is relative to the inputs' size, and a function
+# can vary far faster than that suggests: sin(u * v) with u, v ~ 1000 turns a full period
+# within a step of 6e-3. A step 4096 times narrower (~1e-6, torch.autograd.gradcheck's)
+# resolves it; like numdifftools, several are tried, and one is trusted only where it sees
+# no kink.
+NARROWER_STEPS = (1 / 64, 1 / 4096, 1 / 262144)
+
+
 def _agreeing_wider(
     spec: ScalarSpec, name: str, direction: np.ndarray, along_reference: float
 ) -> Slope | None:
@@ -358,6 +378,55 @@ def _agreeing_wider(
         if abs(slope.central - along_reference) <= slope.allowed:
             return slope
     return None
+
+
+def _agreeing_narrower(
+    spec: ScalarSpec, name: str, direction: np.ndarray, along_reference: float
+) -> tuple[Slope | None, Slope]:
+    """The first narrower-step slope that agrees with autograd without a kink (or None),
+    and the narrowest slope taken: the evidence of whether the differences settle."""
+    slope = UNRESOLVED
+    for narrow in NARROWER_STEPS:
+        took("narrower step")
+        slope = spec.slope(name, direction, narrow)
+        if (
+            slope.resolved
+            and not slope.kink
+            and abs(slope.central - along_reference) <= (slope.allowed)
+        ):
+            return slope, slope
+    return None, slope
+
+
+def _settled(first: Slope, narrowest: Slope) -> bool:
+    """Whether finite differences at the usual and the narrowest step agree with each
+    other: only then is their disagreement with autograd evidence against the spec (a
+    detach or an in-place op is smooth and wrong at every step; an ill-conditioned point
+    gives a different answer at each)."""
+    return (
+        first.resolved
+        and narrowest.resolved
+        and abs(first.central - narrowest.central) <= first.allowed + narrowest.allowed
+    )
+
+
+def _unsettled_problem(name: str, first: Slope, narrowest: Slope, along: str) -> Problem:
+    if not first.resolved:
+        reason = (
+            "are not finite (a step leaves the spec's domain, or no step fits inside its bounds)"
+        )
+    else:
+        reason = (
+            f"do not settle (slope {first.central:.6g} at step {first.step:.2g}, "
+            f"{narrowest.central:.6g} at step {narrowest.step:.2g}): the point is "
+            "ill-conditioned"
+        )
+    return Problem(
+        "unresolved",
+        f"finite differences on {name!r} along {along} {reason}, so the derivation is not "
+        "judged here.",
+        parameter=name,
+    )
 
 
 def _directions(
@@ -416,7 +485,7 @@ def _judge_probes(
     jumps: Jumps,
     *,
     screen: bool,
-    extra: Iterator[np.ndarray] | None = None,
+    extra: Callable[[], Iterator[np.ndarray]] | None = None,
 ) -> tuple[list[Problem], int]:
     """Where the probes side with autograd, hold the hand gradient to them; where they do
     not, say whether a kink or the spec is to blame. With ``screen`` (the hand gradient
@@ -429,14 +498,20 @@ def _judge_probes(
     subgradient: Problem | None = None  # the hand's choice at a kink, said once
     tie_directions = False  # element probes excused a choice: probe several together too
     crossings = 0  # probes whose step crossed a kink
+    unsettled: Problem | None = None  # probes where finite differences resolve nothing
     for direction, quick in _screened(spec, name, directions, screen=screen):
         count += 1
         along_reference = _dot(reference, direction)
         if quick is not None and abs(quick.central - along_reference) <= quick.allowed:
+            took("screen")
             continue  # confirmed; the hand gradient already agrees with autograd
         slope = spec.slope(name, direction)
+        first = narrowest = slope
         if abs(slope.central - along_reference) > slope.allowed and not slope.kink:
             slope = _agreeing_wider(spec, name, direction, along_reference) or slope
+        if not abs(slope.central - along_reference) <= slope.allowed:
+            narrower, narrowest = _agreeing_narrower(spec, name, direction, along_reference)
+            slope = narrower or slope
         if abs(slope.central - along_reference) <= slope.allowed:
             if slope.kink and not screen:
                 # At a kink or a tie the central difference is one subgradient (torch's
@@ -446,6 +521,7 @@ def _judge_probes(
                 along_hand = _dot(hand_grad, direction)
                 if _between_one_sided(slope, along_hand, allowance.along(direction)):
                     if abs(along_hand - slope.central) > slope.allowed + allowance.along(direction):
+                        took("subgradient")
                         subgradient = subgradient or _subgradient_problem(name, slope)
                         tie_directions = tie_directions or (unit == "elements")
                     continue
@@ -453,6 +529,8 @@ def _judge_probes(
             # The hand gradient may differ from the reference by its dtype's rounding.
             fd_allowed.append(slope.allowed + allowance.along(direction))
             hand_values.append(_dot(hand_grad, direction))
+        elif not _settled(first, narrowest) and not first.kink:
+            unsettled = unsettled or _unsettled_problem(name, first, narrowest, "a probe")
         elif slope.kink or jumps(name, direction, slope, along_reference):
             crossings += 1
             if crossings > 1:
@@ -486,13 +564,15 @@ def _judge_probes(
         )
     if subgradient is not None:
         problems.append(subgradient)
+    if unsettled is not None:
+        problems.append(unsettled)
     if tie_directions and extra is not None:
         # Element probes each excused a choice of subgradient; several choices together
         # need not be one (a max-pool tie routed to every tied element passes k times the
         # upstream gradient). Random-sign probes move tied elements together, and along
         # one that moves them the same way there is no kink to excuse the sum.
         found, more = _judge_probes(
-            spec, name, extra, "directions", hand_grad, reference, allowance, jumps,
+            spec, name, extra(), "directions", hand_grad, reference, allowance, jumps,
             screen=False, extra=None,
         )  # fmt: skip
         problems.extend(p for p in found if p.kind != "kink" or subgradient is None)
@@ -566,8 +646,14 @@ def _judge_mismatch(
     than one gradient may be valid; if they cannot tell the two apart, nothing is judged."""
     name = mismatch.parameter
     delta = hand_grad - reference
-    slope = spec.slope(name, delta)
+    slope = first = spec.slope(name, delta)
     along_hand, along_reference = _dot(hand_grad, delta), _dot(reference, delta)
+    narrowest: Slope | None = None
+    if not slope.resolved:  # the usual step leaves the domain: a narrower one may not
+        narrower, narrowest = _agreeing_narrower(spec, name, delta, along_reference)
+        slope = narrower or narrowest
+        if not slope.resolved:
+            return _unsettled_problem(name, first, narrowest, "the difference")
     # What separates the two along the difference, against what the finite difference and
     # the hand's own dtype leave uncertain.
     allowed = slope.allowed + allowance.along(delta)
@@ -605,6 +691,18 @@ def _judge_mismatch(
             f"autograd {along_reference:.6g}, hand {along_hand:.6g}), so the derivation is "
             "wrong, not the spec.",
         )
+    if narrowest is None:
+        narrower, narrowest = _agreeing_narrower(spec, name, delta, along_reference)
+        if narrower is not None and abs(along_hand - along_reference) > 2 * (
+            narrower.allowed + allowance.along(delta)
+        ):
+            return _mismatch_problem(
+                mismatch,
+                "Finite differences with a narrower step (the spec varies faster than the "
+                f"usual step resolves) agree with autograd along the difference (slope "
+                f"{narrower.central:.6g}, autograd {along_reference:.6g}, hand "
+                f"{along_hand:.6g}), so the derivation is wrong, not the spec.",
+            )
     if jumps(name, delta, slope, along_reference):
         return Problem(
             "kink",
@@ -614,6 +712,8 @@ def _judge_mismatch(
             "their hinges and more than one gradient is valid.",
             parameter=name,
         )
+    if not _settled(first, narrowest):
+        return _unsettled_problem(name, first, narrowest, "the difference")
     sides_with = "the hand gradient" if abs(slope.central - along_hand) <= allowed else "neither"
     return Problem(
         "references_disagree",
@@ -717,6 +817,7 @@ def _evaluate(
         functools.partial(
             ScalarSpec, derivation.name, derivation.forward, point, autograd.grad_output,
             params, output=autograd.output, shared=derivation.wrt,
+            bounds={name: derivation.input_bounds[name] for name in derivation.bounds or {}},
         )
     )  # fmt: skip
     jumps = _jumps_for(derivation, point, autograd.grad_output, params)
@@ -736,6 +837,7 @@ def _evaluate(
     compared: dict[str, tuple[np.ndarray, np.ndarray, _Allowance, Mismatch | None]] = {}
     scale_floors = _scale_floors(derivation, point, tolerance, autograd)
     noise_floors: dict[str, float] | None = None
+    rounding: dict[str, float] = {}
     for name in derivation.wrt:
         reference = autograd.gradients[name]
         if name in undefined:
@@ -760,7 +862,24 @@ def _evaluate(
             # call, so it is measured only where the narrower allowance is exceeded.
             if noise_floors is None:
                 noise_floors = _noise_floors(derivation, point, autograd, params, options, rng)
-            floor = scale_floors[name] + noise_floors[name]
+                rounding = _dtype_rounding(derivation, point, autograd, params, options)
+                took("noise floor")
+                if rounding:
+                    took("dtype rounding")
+            largest = float(np.max(np.abs(reference), initial=0.0))
+            if rounding.get(name, 0.0) > 0.0 and rounding[name] >= UNRESOLVABLE_SHARE * largest:
+                doubts.append(
+                    Problem(
+                        "unresolved",
+                        f"torch autograd's own {options.dtype} gradient for {name!r} is off by "
+                        f"{rounding[name] / DTYPE_SAFETY:.2g} here, as large as the gradient "
+                        f"itself ({largest:.2g}): terms that cancel leave nothing "
+                        f"{options.dtype} can resolve, so it is not judged at this point.",
+                        parameter=name,
+                    )
+                )
+                continue
+            floor = scale_floors[name] + noise_floors[name] + rounding.get(name, 0.0)
             atol = tolerance.atol(reference, floor=floor)
             allowance = _Allowance(atol, tolerance.rtol, reference)
             mismatch = _compare_to_autograd(hand_grad, reference, allowance.array(), name, options)
@@ -790,6 +909,7 @@ def _evaluate(
                 joint = along
                 break
         else:
+            took("joint probe")
             probe_count = options.agreeing_directions or 0
             compared = {}  # every input confirmed at once: nothing left to probe
     judged = {
@@ -817,9 +937,11 @@ def _evaluate(
             rest = itertools.islice(directions, 1, None)
             directions = itertools.chain([joint[name]], rest)
         confirmed = any(p.kind == "mismatch" and p.parameter == name for p in failures)
-        tie_probes = _directions(
-            point[name].shape, TIE_DIRECTIONS, 0, np.random.default_rng(direction_seeds[name] + 1)
-        )[0]
+
+        def tie_probes(name: str = name) -> Iterator[np.ndarray]:
+            rng = np.random.default_rng(direction_seeds[name] + 1)
+            return _directions(point[name].shape, TIE_DIRECTIONS, 0, rng)[0]
+
         found, count = _judge_probes(
             spec(), name, directions, unit, hand_grad, reference, allowance, jumps,
             screen=agreeing, extra=tie_probes,
@@ -838,6 +960,9 @@ def _evaluate(
         for problem in extra.problems:
             (doubts if problem.kind in _DOUBTS else failures).append(problem)
         extra_notes, probe_count = tuple(extra.notes), probe_count + extra.probes
+    for name, half in hand.half_precision.items():
+        if any(p.parameter == name and p.kind == "mismatch" for p in failures):
+            failures.insert(0, half_precision_problem(name, half, options.dtype))
     if failures and options.dtype != "float64":
         failures.extend(_precision_problems(derivation, point, autograd, failures, options, params))
     notes: tuple[str, ...] = ()
@@ -957,7 +1082,7 @@ def _scale_floors(
             # and the output's seed, so that is their scale. A wrong gradient is of that size.
             seed_scale = (
                 1.0
-                if grad_output is None
+                if grad_output is None or grad_output.size == 0
                 else float(np.sqrt(np.vdot(grad_output, grad_output) / grad_output.size))
             )
             others = [value for key, value in rms.items() if key != name]
@@ -1011,6 +1136,42 @@ def _noise_floors(
             largest = terms
         floors[name] = min(noise, tolerance.conditioning_cap * largest)
     return floors
+
+
+# The rounding of torch's own gradient in the check's dtype, times this, is allowed to a
+# hand gradient in that dtype: a correct one sums the same cancelling terms in another
+# order. Where that allowance reaches this share of the gradient itself, nothing is left
+# to judge at the point.
+DTYPE_SAFETY = 8.0
+UNRESOLVABLE_SHARE = 0.1
+
+
+def _dtype_rounding(
+    derivation: Derivation,
+    point: Mapping[str, np.ndarray],
+    autograd: AutogradResult,
+    params: Mapping[str, Any],
+    options: Options,
+) -> dict[str, float]:
+    """The third part, in float32 only: how far torch autograd's own float32 gradient lies
+    from its float64 one at this point (see ``gradients_in_dtype``). The table's rtol
+    scales with each element, and an element far smaller than the terms that cancel to
+    it (a softmax probability of 1 - 1e-8 minus its label) has a float32 error of the
+    terms' size."""
+    if options.dtype == "float64":
+        return {}
+    narrow = gradients_in_dtype(
+        derivation.forward, point, derivation.wrt, autograd.grad_output, params,
+        DTYPES[options.dtype][1],
+    )  # fmt: skip
+    if narrow is None:
+        return {}
+    return {
+        name: DTYPE_SAFETY
+        * float(np.max(np.abs(narrow[name] - autograd.gradients[name]), initial=0.0))
+        for name in derivation.wrt
+        if narrow[name].shape == autograd.gradients[name].shape and np.isfinite(narrow[name]).all()
+    }
 
 
 def _precision_problems(

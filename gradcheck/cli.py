@@ -269,12 +269,15 @@ def _summary(
 
 
 def _kept_notes(outcome: Outcome) -> list[str]:
-    """Notes of a passing report worth showing: not the tally of examples."""
+    """Notes of a passing report worth showing: not the tally of examples, nor of the
+    special points tried (the report and --json keep both)."""
     assert outcome.report is not None
     return [
         note
         for note in outcome.report.notes
-        if not note.endswith(("examples passed", "examples tried")) and "inconclusive" not in note
+        if not note.endswith(("examples passed", "examples tried"))
+        and "inconclusive" not in note
+        and not note.startswith("special points tried")
     ]
 
 

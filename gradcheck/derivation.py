@@ -97,6 +97,20 @@ class DerivationError(ValueError):
     """A declaration (or the spec forward) is malformed: the fix is in the declaration."""
 
 
+def _plain_numbers(value: Any) -> Any:
+    """``value`` with numpy integer and float scalars, at any depth of the mappings, tuples
+    and lists that a declaration is made of, turned into Python ints and floats."""
+    # Told apart without importing numpy: declaring a Derivation stays cheap.
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
+        item = value.item()
+        return item if isinstance(item, bool | int | float) else value
+    if isinstance(value, Mapping):
+        return {key: _plain_numbers(item) for key, item in value.items()}
+    if type(value) in (tuple, list):
+        return type(value)(_plain_numbers(item) for item in value)
+    return value
+
+
 def _suggest(value: str, choices: Sequence[str]) -> str:
     close = difflib.get_close_matches(value, choices, n=1)
     return f"; did you mean {close[0]!r}?" if close else ""
@@ -151,6 +165,10 @@ class Derivation:
     param_choices: Mapping[str, ParamChoices] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        # numpy scalars (np.int64(3) from a shape, np.float32 bounds) are the numbers they
+        # hold: refused, they gave messages that the values seemed to satisfy.
+        for role in ("shapes", "dims", "bounds", "integers", "params"):
+            object.__setattr__(self, role, _plain_numbers(getattr(self, role)))
         if not isinstance(self.name, str) or not self.name.strip():
             raise DerivationError(f"Derivation name must be a non-empty string, got {self.name!r}.")
         for role in ("forward", "backward"):
@@ -207,6 +225,12 @@ class Derivation:
                 raise DerivationError(
                     f"Derivation {self.name!r}: input name {input_name!r} in shapes must be "
                     "a Python identifier, since it is passed as a keyword argument."
+                )
+            if input_name == "grad_output":
+                raise DerivationError(
+                    f"Derivation {self.name!r}: an input may not be named 'grad_output': "
+                    "the backward of a forward with dims receives the VJP seed under that "
+                    "name, which would shadow it. Rename the input."
                 )
             if not isinstance(shape, tuple | list):
                 raise DerivationError(

@@ -10,6 +10,7 @@ problem in the declaration (a forward that is no torch spec) an error.
 
 from __future__ import annotations
 
+import shlex
 import sys
 import warnings
 from dataclasses import replace
@@ -57,6 +58,50 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="do not turn module-level Derivations into test items",
     )
+
+
+def pytest_pycollect_makemodule(module_path: Any, parent: pytest.Collector) -> pytest.Module | None:
+    """Test modules that use gradcheck are collected by ``_GuardedModule``: a declaration
+    error raised while importing one fails that file alone, in one line (a plain import
+    error prints gradcheck's frames and interrupts the whole session). Other modules are
+    left to pytest."""
+    try:
+        with open(module_path, encoding="utf-8", errors="replace") as source:
+            if "gradcheck" not in source.read():
+                return None
+    except OSError:
+        return None
+    module: pytest.Module = _GuardedModule.from_parent(parent, path=module_path)
+    return module
+
+
+class _GuardedModule(pytest.Module):
+    def collect(self) -> Any:
+        try:
+            return super().collect()
+        except Exception as exc:
+            if not _is_declaration_error(exc):
+                raise
+            return [_DeclarationError.from_parent(self, name="declaration", message=str(exc))]
+
+
+def _is_declaration_error(exc: BaseException) -> bool:
+    module = sys.modules.get("gradcheck.derivation")
+    return module is not None and isinstance(exc, module.DerivationError)
+
+
+class _DeclarationError(pytest.Item):
+    """Stands for a test module whose import raised a DerivationError: fails with it."""
+
+    def __init__(self, *, message: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.message = " ".join(message.split())
+
+    def runtest(self) -> None:
+        pytest.fail(f"declaration error: {self.message}", pytrace=False)
+
+    def reportinfo(self) -> tuple[Any, int | None, str]:
+        return self.path, None, "gradcheck: declaration"
 
 
 def _derivation_type() -> type | None:
@@ -170,7 +215,8 @@ class DerivationItem(pytest.Item):
     def _reproduce(self, seed: int | None) -> str:
         """The command that reruns this item's search, with the options that shaped it."""
         config = self.config
-        parts = [f"pytest {self.nodeid}", f"--gradcheck-seed {seed}"]
+        # Quoted for a shell: a derivation named "my layer" makes a node id with a space.
+        parts = [f"pytest {shlex.quote(self.nodeid)}", f"--gradcheck-seed {seed}"]
         for option, flag in (
             ("gradcheck_max_examples", "--gradcheck-max-examples"),
             ("gradcheck_deadline", "--gradcheck-deadline"),

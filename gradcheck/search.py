@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from hypothesis import HealthCheck, Phase, find, settings
 from hypothesis import strategies as st
-from hypothesis.errors import Flaky, NoSuchExample, Unsatisfiable
+from hypothesis.errors import FailedHealthCheck, Flaky, NoSuchExample, Unsatisfiable
 
 from gradcheck.backward import single_threaded_blas
 from gradcheck.checking import (
@@ -40,16 +40,31 @@ from gradcheck.derivation import Derivation, DerivationError
 from gradcheck.determinism import nondeterminism
 from gradcheck.explain_failure import explain_failure
 from gradcheck.guard import DEFAULT_DEADLINE, CallTimeout, guarded_search, validated_deadline
+from gradcheck.paths import took
 from gradcheck.progress import notebook_progress
 from gradcheck.random_points import random_examples, starts_where_hypothesis_starts
 from gradcheck.report import Example, Problem, Report
-from gradcheck.special_values import Special, describe, made_special
+from gradcheck.special_values import (
+    Special,
+    describe,
+    made_special,
+    special_note,
+    special_schedule,
+)
 from gradcheck.strategies import dim_range, examples_at, seeded_batches, seeded_inputs
 
 __all__ = ["verify"]
 
 # Random points tried at each smaller size of a dim before that size is given up.
 TRIES_PER_SIZE = 6
+
+# A dim whose range below the failing size holds more sizes than this is bisected rather
+# than walked size by size.
+WALK_SIZES = 16
+
+# Shrinking (lowering dims, then simplifying values) takes at most this many times
+# ``max_examples`` examples; the smallest failure found by then is reported.
+SHRINK_BUDGET = 10
 
 # Finite-difference directions per input at an example where the hand gradient agrees with
 # autograd element by element. One random +-1 direction already shows a spec that autograd
@@ -113,11 +128,16 @@ class _Search:
             if name not in (derivation.integers or {})
         }
         self.notes: dict[str, None] = {}  # every example's notes (extra keys), in order, once
+        self.specials_tried: dict[str, set[str]] = {}  # input -> special kinds met
+        self.shrink_limit = float("inf")  # examples at which shrinking stops (see SHRINK_BUDGET)
+        self.found_after = 0  # examples tried when the failure was first found
+        self.first_failing: Example | None = None  # that failure, before shrinking
+        self.refused = 0  # draws that where= refused in the sweep
 
     def fails(self, example: Example) -> bool:
         self.last_report = None
-        if self.declaration_error is not None:
-            return False
+        if self.declaration_error is not None or self.examples >= self.shrink_limit:
+            return False  # the shrinking budget is spent: what is found so far stands
         sampled = (
             self.confirmed >= CONFIRMED_ENOUGH
             and example.special is None
@@ -125,6 +145,10 @@ class _Search:
             and self.examples % PROBE_ONE_IN != 0
         )
         options = self.unprobed if sampled else self.searching
+        if sampled:
+            took("sampled probes")
+        if example.special is not None:
+            took("special point")
         try:
             report = evaluate(
                 self.derivation, example.inputs, example.dims, options, None, example.params
@@ -136,6 +160,8 @@ class _Search:
             exc.example = example  # type: ignore[attr-defined]  # shown in the report
             raise
         self.examples += 1
+        if example.special is not None:
+            self.specials_tried.setdefault(example.special.input, set()).add(example.special.kind)
         if example.special is not None and report.verdict == "error":
             # A point drawn special on purpose (an all-zero input) where the spec has no
             # gradient, or no value: the spec's kink, not the user's declaration.
@@ -159,6 +185,10 @@ class _Search:
         example; after ``budget`` refusals the sweep ends with the points it has."""
         self.failed_first = False
         checked = refused = 0
+        schedule = special_schedule(self.float_bounds)
+        # Every (input, kind) pair gets a point of its own, spread evenly over the budget:
+        # drawn 1 in 16 at random, a given kind on a given input was missed by whole runs.
+        stride = max(1, budget // (len(schedule) + 1))
         for example in random_examples(self.derivation, self.options.seed):
             if checked >= budget or refused > budget:
                 break
@@ -166,12 +196,25 @@ class _Search:
                 refused += 1
                 continue
             checked += 1
+            took("sweep")
+            if schedule and example.special is None and checked % stride == 0:
+                example = self._made_special(example, schedule.pop(0), checked)
+            self.refused = refused
             if self.fails(example):
                 self.failed_first = checked == 1
                 return example
             if self.declaration_error is not None:
                 return None
         return None
+
+    def _made_special(self, example: Example, pair: tuple[str, str], seed: int) -> Example:
+        name, kind = pair
+        special = Special(kind=kind, input=name, seed=seed)
+        return replace(
+            example,
+            inputs=made_special(example.inputs, special, self.float_bounds),
+            special=special,
+        )
 
     def batch_fails(self, batch: tuple[Example, ...]) -> bool:
         """Whether any point of ``batch`` fails; the first that does is kept in ``failing``.
@@ -209,6 +252,7 @@ class _Search:
             phases=[Phase.generate, Phase.shrink],
             suppress_health_check=list(HealthCheck),
         )
+        took("hypothesis")
         try:
             return find(
                 strategy,
@@ -220,6 +264,10 @@ class _Search:
             # Unsatisfiable: ``where`` refuses nearly every setting hypothesis draws; the
             # sweep's own failing point (if any) is then shrunk without it.
             return None
+        except FailedHealthCheck:
+            # verify called inside the user's own @given test: hypothesis refuses to nest
+            # unless that outer test allows it. The sweep's points are then all there is.
+            return None
         except Flaky:
             # A point that failed did not fail again when hypothesis replayed it: the
             # backward answers differently for the same inputs. The final evaluation of
@@ -227,11 +275,16 @@ class _Search:
             return None
 
     def lower_dims(self, failing: Example) -> Example:
-        """Lower each dim to the smallest size at which a random point still fails."""
+        """Lower each dim to the smallest size at which a random point still fails: every
+        size walked up from the lowest where there are at most ``WALK_SIZES`` of them, else
+        bisected (a bug only from N = 400 walked 2,474 examples)."""
         rng = np.random.default_rng(self.options.seed)
         best = failing
         for dim in self.derivation.dim_ranges:
             lowest = self._lowest(dim, best)
+            if best.dims[dim] - lowest > WALK_SIZES:
+                best = self._bisected(dim, lowest, best, rng)
+                continue
             skipped = False  # a size where= refuses was not tried: no "fails only from"
             for size in range(lowest, best.dims[dim]):
                 sizes = self._repaired({**best.dims, dim: size}, best.params)
@@ -246,6 +299,26 @@ class _Search:
                 if best.dims[dim] > lowest and not skipped:
                     self.thresholds[dim] = best.dims[dim]
         return self._lower_together(best, rng)
+
+    def _bisected(self, dim: str, lowest: int, best: Example, rng: np.random.Generator) -> Example:
+        """``best`` lowered along ``dim`` by bisection: the lowest size first, then halves
+        of the range between a size that passed and one that failed. Makes no claim that
+        every smaller size passes (``thresholds``): most of them were never tried."""
+        passed, failed = lowest - 1, best.dims[dim]
+        size = lowest
+        while failed - passed > 1:
+            sizes = self._repaired({**best.dims, dim: size}, best.params)
+            found = (
+                self._random_failure(sizes, best.params, rng, best.special)
+                if self._consistent(sizes, best.params)
+                else None
+            )
+            if found is not None:
+                best, failed = found, size
+            else:
+                passed = size
+            size = (passed + failed) // 2
+        return best
 
     def _lower_together(self, best: Example, rng: np.random.Generator) -> Example:
         """Dims of equal size lowered together: a bug only for square weights (D == H)
@@ -453,15 +526,19 @@ def _search(derivation: Derivation, search: _Search, options: Options, budget: i
         search.target = _spec_non_finite
         failing = search.find_in_batches(budget) or search.non_finite_spec_at
     if failing is not None and search.declaration_error is None:
+        search.found_after = search.examples
+        search.first_failing = failing
+        search.shrink_limit = search.examples + SHRINK_BUDGET * budget
         failing = search.lower_dims(failing)
         failing = search.simplify_values(failing, budget)
     if search.declaration_error is not None:
         raise search.declaration_error
     tried = search.examples
     notes: tuple[str, ...]
+    search.shrink_limit = float("inf")  # the final report's own evaluations always run
     if failing is not None:
         report = evaluate(derivation, failing.inputs, failing.dims, options, None, failing.params)
-        report = _with_nondeterminism(derivation, report, search.target is _failed)
+        report = _with_nondeterminism(derivation, report, search)
         report = with_diagnoses(derivation, report)
         if report.example is not None:
             report = replace(report, example=replace(report.example, special=failing.special))
@@ -471,7 +548,11 @@ def _search(derivation: Derivation, search: _Search, options: Options, budget: i
         report = explain_failure(derivation, report, options)
         tried = search.examples
         what = "failure found" if report.verdict == "fail" else "found"
-        notes = (f"{what} and shrunk over {tried} examples",)
+        found_after = search.found_after
+        notes = (
+            f"{what} after {found_after} example{'s' if found_after != 1 else ''} and "
+            f"shrunk over {tried - found_after} more",
+        )
         special = describe(failing.special)
         notes += (special,) if special else ()
     elif search.first_error is not None:
@@ -487,6 +568,13 @@ def _search(derivation: Derivation, search: _Search, options: Options, budget: i
     # a spec that judged by a convention it read off the layer says which (reg * sum(W*W))
     spec_notes = getattr(derivation.forward, "notes", None)
     notes += tuple(spec_notes()) if callable(spec_notes) else ()
+    if search.refused and tried < budget:
+        notes += (
+            f"where= refused {search.refused} drawn settings: only {tried} of the "
+            f"{budget} examples asked for could be checked",
+        )
+    if search.specials_tried:
+        notes += (special_note(search.specials_tried),)
     if search.inconclusive:
         notes += (
             f"{search.inconclusive} of {tried} examples were inconclusive (kinks, or "
@@ -497,17 +585,35 @@ def _search(derivation: Derivation, search: _Search, options: Options, budget: i
     )
 
 
-def _with_nondeterminism(derivation: Derivation, report: Report, searched_failure: bool) -> Report:
+def _with_nondeterminism(derivation: Derivation, report: Report, search: _Search) -> Report:
     """The final evaluation of a point where the search saw a failure, with the backward
     called again there: a backward that answers differently for the same inputs fails,
     named as such, even when this one call happened to be right (else the report passed a
-    backward wrong on every other call)."""
+    backward wrong on every other call). Where the calls agree at the final point (a
+    gradient accumulated across calls shows nothing where it is 0), they are repeated where
+    the failure was first found; and a final point that failed in the search and passes
+    now is itself the evidence."""
     example = report.example
-    if not searched_failure or example is None or report.verdict == "error":
+    if search.target is not _failed or example is None or report.verdict == "error":
         return report
     problem = nondeterminism(
         derivation, example.inputs, example.grad_output, report.dtype, example.params
     )
+    first = search.first_failing
+    if problem is None and report.verdict != "fail" and first is not None:
+        again = evaluate(derivation, first.inputs, first.dims, search.searching, None, first.params)
+        if again.example is not None:
+            problem = nondeterminism(
+                derivation, again.example.inputs, again.example.grad_output, report.dtype,
+                again.example.params,
+            )  # fmt: skip
+    if problem is None and report.verdict != "fail":
+        problem = Problem(
+            "nondeterministic",
+            "the backward failed at this very point during the search and passes now: its "
+            "answer depends on more than its inputs (state kept between calls, such as a "
+            "gradient accumulated across calls and never reset).",
+        )
     if problem is None:
         return report
     if report.verdict == "fail":

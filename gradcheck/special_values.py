@@ -20,7 +20,16 @@ from dataclasses import dataclass
 import numpy as np
 from hypothesis import strategies as st
 
-__all__ = ["KINDS", "SPECIAL_RATE", "Special", "apply", "describe", "specials"]
+__all__ = [
+    "KINDS",
+    "SPECIAL_RATE",
+    "Special",
+    "apply",
+    "describe",
+    "special_note",
+    "special_schedule",
+    "specials",
+]
 
 # What a special point does to one input, and the bug it is there to catch.
 KINDS: dict[str, str] = {
@@ -105,6 +114,38 @@ def describe(special: Special | None) -> str | None:
     if special is None:
         return None
     return f"this example is a special point, drawn on purpose ({special})"
+
+
+def special_schedule(bounds: Mapping[str, tuple[float, float]]) -> list[tuple[str, str]]:
+    """Every (input, kind) pair that the bounds allow, each once, kinds interleaved across
+    inputs: the sweep of ``verify`` meets each on a point of its own, whatever chance does."""
+    per_input = {name: list(dict.fromkeys(kinds_for(*bounds[name]))) for name in sorted(bounds)}
+    longest = max((len(kinds) for kinds in per_input.values()), default=0)
+    return [
+        (name, kinds[i])
+        for i in range(longest)
+        for name, kinds in per_input.items()
+        if i < len(kinds)
+    ]
+
+
+def special_note(tried: Mapping[str, set[str]]) -> str:
+    """'special points tried: x (all zero, ties), w (some zeros)'."""
+    parts = [
+        f"{name} ({', '.join(_SHORT[kind] for kind in KINDS if kind in kinds)})"
+        for name, kinds in sorted(tried.items())
+    ]
+    return "special points tried: " + "; ".join(parts)
+
+
+_SHORT = {
+    "zero_elements": "some zeros",
+    "all_zero": "all zero",
+    "constant": "constant",
+    "equal_rows": "equal rows",
+    "constant_rows": "constant rows",
+    "ties": "ties",
+}
 
 
 def _is_special(number: int, one_in: int = SPECIAL_ONE_IN) -> bool:

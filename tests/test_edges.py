@@ -162,7 +162,7 @@ def _amax_to_one(x):
     return {"x": gradient}
 
 
-SUBGRADIENTS = {
+_SUBGRADIENTS = {
     "abs with +1 at 0": Derivation(
         name="l1",
         forward=lambda x: x.abs().sum(),
@@ -188,9 +188,9 @@ SUBGRADIENTS = {
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("name", SUBGRADIENTS)
+@pytest.mark.parametrize("name", _SUBGRADIENTS)
 def test_a_valid_subgradient_at_a_kink_or_tie_passes(name, seed):
-    assert _verdict(SUBGRADIENTS[name], seed, max_examples=100) == "pass"
+    assert _verdict(_SUBGRADIENTS[name], seed, max_examples=100) == "pass"
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -210,7 +210,7 @@ def test_a_max_routed_to_every_tied_element_still_fails(seed):
 
 def test_a_tie_given_to_one_element_passes_check_at_the_tie_itself():
     point = {"x": np.array([[1.0, 1.0, 0.0], [2.0, -1.0, 2.0]])}
-    report = check(SUBGRADIENTS["amax given to one tied maximum"], point)
+    report = check(_SUBGRADIENTS["amax given to one tied maximum"], point)
     assert report.verdict in ("pass", "inconclusive"), report
 
 
@@ -266,3 +266,279 @@ def test_a_nan_where_autograd_is_finite_still_fails():
         wrt=["x"],
     )
     assert check(norm, {"x": np.zeros(3)}).verdict == "fail"
+
+
+# -- finite differences that stay in the domain and adapt their step ----------------------------
+
+
+def _elementwise(name, forward, backward, bounds) -> Derivation:
+    return Derivation(
+        name=name,
+        forward=lambda x: forward(x).sum(),
+        backward=lambda x: {"x": backward(x)},
+        shapes={"x": ("N",)},
+        wrt=["x"],
+        bounds={"x": bounds},
+    )
+
+
+_NEAR_A_POLE = {
+    "log near 0": _elementwise("log", torch.log, lambda x: 1 / x, (1e-8, 10.0)),
+    "log1p near -1": _elementwise("log1p", torch.log1p, lambda x: 1 / (1 + x), (-1 + 1e-6, 1.0)),
+}
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("name", _NEAR_A_POLE)
+def test_finite_difference_steps_stay_inside_the_declared_bounds(name, seed):
+    assert _verdict(_NEAR_A_POLE[name], seed, max_examples=100) == "pass"
+
+
+def _sin_outer_backward(u, v, scale=1.0):
+    cosine = np.cos(np.outer(u, v))
+    return {"u": scale * cosine @ v, "v": cosine.T @ u}
+
+
+def _sin_outer(backward) -> Derivation:
+    return Derivation(
+        name="sin_outer",
+        forward=lambda u, v: torch.sin(torch.outer(u, v)).sum(),
+        backward=backward,
+        shapes={"u": ("N",), "v": ("M",)},
+        wrt=["u", "v"],
+        bounds={"u": (999.0, 1001.0), "v": (999.0, 1001.0)},
+    )
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_function_faster_than_the_step_gets_narrower_steps_not_a_spec_error(seed):
+    assert _verdict(_sin_outer(_sin_outer_backward), seed, max_examples=100) == "pass"
+    wrong = _sin_outer(lambda u, v: _sin_outer_backward(u, v, scale=1.5))
+    assert _verdict(wrong, seed, max_examples=100) == "fail"
+
+
+def _cross_entropy_backward(z, y):
+    logits = torch.from_numpy(z).requires_grad_()
+    torch.nn.functional.cross_entropy(logits, torch.from_numpy(y)).backward()
+    return {"z": logits.grad.numpy()}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_float32_allows_the_rounding_of_terms_that_cancel(seed):
+    cross_entropy = Derivation(
+        name="cross_entropy",
+        forward=lambda z, y: torch.nn.functional.cross_entropy(z, y),
+        backward=_cross_entropy_backward,
+        shapes={"z": ("N", "C"), "y": ("N",)},
+        wrt=["z"],
+        integers={"y": lambda s: (0, s["C"] - 1)},
+        bounds={"z": (-20.0, 20.0)},
+    )
+    report = verify(cross_entropy, seed=seed, max_examples=100, dtype="float32")
+    assert report.verdict == "pass", report
+
+
+# -- wrong code is never passed --------------------------------------------------------------
+
+
+def _tanh(backward) -> Derivation:
+    return Derivation(
+        name="tanh", forward=torch.tanh, backward=backward, shapes={"x": ("N",)}, wrt=["x"]
+    )
+
+
+_GRAD_OUTPUT_MISUSES = {
+    "clipped to [-2, 2]": lambda x, grad_output: {
+        "x": np.clip(grad_output, -2, 2) * (1 - np.tanh(x) ** 2)
+    },
+    "its absolute value": lambda x, grad_output: {"x": np.abs(grad_output) * (1 - np.tanh(x) ** 2)},
+}
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("misuse", _GRAD_OUTPUT_MISUSES)
+def test_a_backward_that_misuses_grad_output_fails(misuse, seed):
+    assert _verdict(_tanh(_GRAD_OUTPUT_MISUSES[misuse]), seed, max_examples=100) == "fail"
+
+
+def test_grad_output_is_drawn_afresh_at_every_point():
+    seen = []
+
+    def backward(x, grad_output):
+        seen.append(np.array(grad_output))
+        return {"x": grad_output * (1 - np.tanh(x) ** 2)}
+
+    verify(_tanh(backward), seed=0, max_examples=20)
+    same_shape = [g for g in seen if g.shape == seen[-1].shape]
+    assert len({g.tobytes() for g in same_shape}) > 1
+    assert max(float(np.abs(g).max()) for g in seen) > 10  # large scales are drawn too
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_every_special_kind_is_met_on_every_input_by_schedule(seed):
+    def nan_when_x_is_all_zero(x, w):
+        scale = np.abs(x).sum() / np.abs(x).sum()  # NaN only when every x is 0
+        return {
+            "x": scale * np.outer(np.ones(len(x)), w).sum(1) * 0 + w.sum(),
+            "w": x.sum() * np.ones_like(w),
+        }
+
+    linear = Derivation(
+        name="linear",
+        forward=lambda x, w: x.sum() * w.sum(),
+        backward=nan_when_x_is_all_zero,
+        shapes={"x": ("N",), "w": ("D",)},
+        wrt=["x", "w"],
+    )
+    report = verify(linear, seed=seed, max_examples=100)
+    assert report.verdict == "fail", report
+
+
+def test_the_report_says_which_special_kinds_were_tried():
+    report = verify(_tanh(lambda x, grad_output: {"x": grad_output * (1 - np.tanh(x) ** 2)}),
+                    seed=0, max_examples=100)  # fmt: skip
+    (note,) = [n for n in report.notes if n.startswith("special points tried")]
+    for kind in ("some zeros", "all zero", "ties", "constant"):
+        assert kind in note
+
+
+def test_shrinking_stays_within_its_budget():
+    def wrong_from_n_400(x):
+        return {"x": 2 * x * (1.5 if x.size > 400 else 1.0)}
+
+    large = Derivation(
+        name="large",
+        forward=lambda x: (x**2).sum(),
+        backward=wrong_from_n_400,
+        shapes={"x": ("N",)},
+        wrt=["x"],
+        dims={"N": (1, 600)},
+    )
+    report = verify(large, seed=0, max_examples=30)
+    assert report.verdict == "fail"
+    assert report.examples <= 30 + 10 * 30 + 1
+    assert report.example.dims["N"] <= 420  # bisected close to the threshold
+    assert any("shrunk over" in note for note in report.notes)
+
+
+def test_a_where_that_refuses_most_settings_says_so_when_it_passes():
+    square = Derivation(
+        name="square",
+        forward=lambda x: (x**2).sum(),
+        backward=lambda x: {"x": 2 * x},
+        shapes={"x": ("N", "D")},
+        wrt=["x"],
+        where=lambda s: s["N"] == 13 and s["D"] == 7,
+    )
+    report = verify(square, seed=0, max_examples=100)
+    assert report.verdict == "pass"
+    assert any("where= refused" in note for note in report.notes), report.notes
+
+
+# -- messages that contradict the declaration or the code --------------------------------------
+
+
+def test_numpy_scalars_in_a_declaration_are_the_numbers_they_hold():
+    square = Derivation(
+        name="square",
+        forward=lambda x: (x**2).sum(),
+        backward=lambda x: {"x": 2 * x},
+        shapes={"x": ("N", np.int64(3))},
+        wrt=["x"],
+        dims={"N": (np.int64(1), np.int32(5))},
+        bounds={"x": (np.float32(-1.0), np.float64(2.0))},
+    )
+    assert verify(square, seed=0, max_examples=10).verdict == "pass"
+
+
+def test_an_input_named_grad_output_is_refused_at_the_declaration():
+    from gradcheck import DerivationError
+
+    with pytest.raises(DerivationError, match="may not be named 'grad_output'"):
+        Derivation(
+            name="shadow",
+            forward=lambda grad_output: grad_output * 2,
+            backward=lambda grad_output: {"grad_output": 2 * grad_output},
+            shapes={"grad_output": ("N",)},
+            wrt=["grad_output"],
+        )
+
+
+def test_a_half_precision_gradient_is_called_a_dtype_problem():
+    half = Derivation(
+        name="half",
+        forward=lambda x: (x**2).sum(),
+        backward=lambda x: {"x": (2 * x).half()},
+        shapes={"x": ("N",)},
+        wrt=["x"],
+        backend="torch",
+    )
+    report = verify(half, seed=0, max_examples=10)
+    assert report.verdict == "fail"
+    assert report.problems[0].kind == "dtype"
+    assert "float16" in report.problems[0].message
+
+
+def test_gradchecks_own_warnings_are_not_shown_as_the_users():
+    import warnings
+
+    from gradcheck.guard import warning_notes
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        import gradcheck.checking as checking
+
+        warnings.warn_explicit("ours", RuntimeWarning, checking.__file__, 1)
+        warnings.warn_explicit("theirs", RuntimeWarning, "/home/student/backward.py", 7)
+    notes = warning_notes(caught)
+    assert notes == ("warning: RuntimeWarning: theirs (at /home/student/backward.py:7)",)
+
+
+def test_no_sign_pattern_is_claimed_where_the_bounds_allow_one_sign():
+    from gradcheck.diagnose import diagnose_gradient
+
+    x = np.array([0.0, 1.0, 2.0])
+    reference = 2 * x
+    hand = np.where(x > 0, 3 * x, 0.0)  # wrong wherever x > 0, and x is never negative
+    said = diagnose_gradient("x", hand, reference, np.full(3, 1e-9), inputs={"x": x}, dims={})
+    assert not any("only where" in text for text in said), said
+
+
+def test_a_forward_whose_length_depends_on_values_is_judged_where_it_is_smooth():
+    def backward(x, grad_output):
+        gradient = np.zeros_like(x)
+        gradient[x > 0] = 2 * grad_output
+        return {"x": gradient}
+
+    positives = Derivation(
+        name="positives",
+        forward=lambda x: x[x > 0] * 2,
+        backward=backward,
+        shapes={"x": ("N",)},
+        wrt=["x"],
+    )
+    assert _verdict(positives, 0, max_examples=100) == "pass"
+
+
+def _layer_norm(x):
+    centred = x - x.mean(-1, keepdim=True)
+    return (centred / torch.sqrt((centred**2).mean(-1, keepdim=True) + 1e-5)).pow(3).sum()
+
+
+def _layer_norm_without_eps(x):
+    tensor = torch.from_numpy(x).requires_grad_()
+    centred = tensor - tensor.mean(-1, keepdim=True)
+    (centred / torch.sqrt((centred**2).mean(-1, keepdim=True))).pow(3).sum().backward()
+    return {"x": tensor.grad.numpy()}
+
+
+def test_a_backward_infinite_at_a_constant_row_fails_rather_than_crashing():
+    no_eps = Derivation(
+        name="layer_norm",
+        forward=_layer_norm,
+        backward=_layer_norm_without_eps,
+        shapes={"x": ("N", "D")},
+        wrt=["x"],
+        dims={"D": (2, 6)},
+    )
+    assert _verdict(no_eps, 0, max_examples=100) == "fail"

@@ -123,3 +123,36 @@ def test_shrinking_brings_a_failure_that_needs_one_large_value_to_one_element():
     assert report.verdict == "fail", str(report)
     assert report.example is not None
     assert report.example.dims == {"N": 1, "D": 1}, str(report)
+
+
+# Three weakened copies that issue 18 found the whole suite passing with.
+
+
+def test_probe_directions_move_elements_both_ways_and_differ_from_each_other():
+    from gradcheck.checking import _directions
+
+    directions, unit = _directions((100,), 4, 32, np.random.default_rng(0))
+    drawn = list(directions)
+    assert unit == "directions" and len(drawn) == 4
+    for direction in drawn:
+        assert (direction > 0).any() and (direction < 0).any()
+    assert len({d.tobytes() for d in drawn}) == 4
+
+
+def test_a_float32_gradient_off_by_half_a_percent_fails():
+    def off(x: np.ndarray, w: np.ndarray) -> dict[str, np.ndarray]:
+        grads = _half_square_backward(x, w)
+        return {name: grad * 1.005 for name, grad in grads.items()}
+
+    point = {"x": np.array([[0.5, -1.0], [2.0, 0.25]]), "w": np.array([1.5, -0.5])}
+    assert check(_half_square_derivation(off), point, dtype="float32").verdict == "fail"
+    right = check(_half_square_derivation(_half_square_backward), point, dtype="float32")
+    assert right.verdict == "pass"
+
+
+def test_the_all_zero_special_kind_is_scheduled_and_applied():
+    from gradcheck.special_values import Special, apply, special_schedule
+
+    assert ("x", "all_zero") in special_schedule({"x": (-1.0, 1.0), "w": (-1.0, 1.0)})
+    made = apply(Special("all_zero", "x", 3), np.array([0.5, -2.0, 1.0]), low=-1, high=1)
+    assert not made.any()

@@ -220,7 +220,9 @@ def test_a_spec_autograd_misreads_is_an_error_and_points_with_params_are_all_pro
         return report, skipped
 
     plain, skipped = unprobed_points(_tanh_with_detach(lambda given: False))
-    assert plain.ok and skipped > 20  # without params, most points after 10 go unprobed
+    # Without params, most points after 10 go unprobed; special points never are, and the
+    # sweep's schedule makes 12 of the 60 special (6 kinds on each of 2 inputs).
+    assert plain.ok and skipped > 15
     one_value = _tanh_with_detach(lambda given: given["k"] == 7, params={"k": (0, 20)})
     report, skipped = unprobed_points(one_value)
     assert skipped == 0

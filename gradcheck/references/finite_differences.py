@@ -18,10 +18,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from gradcheck.paths import took
 from gradcheck.references.autograd import as_tensor, call_forward
 from gradcheck.tolerances import FINITE_DIFFERENCES
 
 __all__ = [
+    "UNRESOLVED",
     "ScalarSpec",
     "Screen",
     "Slope",
@@ -29,6 +31,7 @@ __all__ = [
 ]
 
 EPS = float(np.finfo(np.float64).eps)
+_NAN = float("nan")
 STEP_FACTOR = EPS ** (1 / 3)
 
 
@@ -42,6 +45,19 @@ class Slope:
     left: float
     kink: bool
     step: float
+
+    @property
+    def resolved(self) -> bool:
+        """Whether the estimate is a number at all: a step that leaves the spec's domain
+        (log of a negative) or a direction with no finite step gives NaN, which is no
+        evidence for or against anything."""
+        return bool(np.isfinite(self.central) and np.isfinite(self.allowed) and self.step > 0)
+
+
+UNRESOLVED = Slope(
+    central=float("nan"), allowed=float("nan"), right=float("nan"), left=float("nan"),
+    kink=False, step=0.0,
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -92,12 +108,16 @@ class ScalarSpec:
         *,
         output: np.ndarray | None = None,
         shared: Collection[str] = (),
+        bounds: Mapping[str, tuple[float, float]] | None = None,
     ) -> None:
         """``output``, when given, is the forward's output at the point (autograd's): the
         evaluation at the point is then not repeated. The inputs named in ``shared`` are
         used without a copy: autograd has already run the spec with them as leaves that
-        require grad, which it may not write into."""
+        require grad, which it may not write into. ``bounds`` are the declared domains
+        of inputs: no step leaves them (``log`` on (1e-8, 10) is NaN a step below 1e-8)."""
         self._name = name
+        self._bounds = dict(bounds or {})
+        self._points = inputs
         self._forward = forward
         self._params = dict(params or {})
         self._inputs = {
@@ -129,6 +149,8 @@ class ScalarSpec:
             return self._phi(output.to(torch.float64))
 
     def _phi(self, output: torch.Tensor) -> tuple[float, float]:
+        if self._grad_output is not None and output.shape != self._grad_output.shape:
+            return _NAN, _NAN  # see _evaluate_at
         return phi(output, self._grad_output)
 
     def _moved(self, param: str, direction: torch.Tensor, t: float) -> torch.Tensor:
@@ -162,7 +184,11 @@ class ScalarSpec:
             output = call_forward(self._name, self._forward, tensors, self._params)
             output = output.to(torch.float64)
             if self._grad_output is None:
-                return float(output)
+                return float(output) if output.numel() == 1 else _NAN
+            if output.shape != self._grad_output.shape:
+                # The output's shape moved with the step (x[x > 0] gains an element): the
+                # spec is not differentiable across it, and this difference is no evidence.
+                return _NAN
             return float(torch.dot(output.reshape(-1), self._grad_output.reshape(-1)))
 
     def screen_jointly(
@@ -174,6 +200,9 @@ class ScalarSpec:
         (the steps are returned with it)."""
         tol = FINITE_DIFFERENCES
         steps = {p: self.step_for(p, d) for p, d in directions.items()}
+        if not all(0 < t < float("inf") for t in steps.values()):
+            # an input on a closed endpoint cannot move: nothing is confirmed jointly
+            return Screen(central=float("nan"), allowed=float("nan"), step=1.0), steps
         tensors = {p: torch.from_numpy(np.asarray(d)) for p, d in directions.items()}
         f_plus, f_minus = (
             self._evaluate_at({p: (d, sign * steps[p]) for p, d in tensors.items()})
@@ -221,13 +250,32 @@ class ScalarSpec:
         own = self._rms.get(param, 0.0)
         scale = own if own > 0 else self._value_scale
         largest = max(float(np.max(direction)), -float(np.min(direction)))
-        return STEP_FACTOR * scale / max(largest, 1e-300)
+        usual, room = STEP_FACTOR * scale / max(largest, 1e-300), self.room(param, direction)
+        if room < usual:
+            took("bounded step")
+        return min(usual, room)
+
+    def room(self, param: str, direction: np.ndarray) -> float:
+        """The longest step along +-``direction`` that stays inside ``param``'s declared
+        bounds (inf where none are declared). A point on a closed endpoint has none."""
+        if param not in self._bounds:
+            return float("inf")
+        low, high = self._bounds[param]
+        value = np.atleast_1d(np.asarray(self._points[param], dtype=np.float64))
+        magnitude = np.atleast_1d(np.abs(np.asarray(direction, dtype=np.float64)))
+        moved = magnitude > 0
+        if not moved.any():
+            return float("inf")
+        margin = np.minimum(high - value, value - low)[moved]
+        return max(0.0, float(np.min(margin / magnitude[moved])))
 
     def slope(self, param: str, direction: np.ndarray, widen: float = 1.0) -> Slope:
         """Derivative of phi when ``param`` moves along ``direction`` (any length), with the
         step ``widen`` times the usual one."""
         tol = FINITE_DIFFERENCES
-        t = self.step_for(param, direction) * widen
+        t = min(self.step_for(param, direction) * widen, self.room(param, direction))
+        if not 0 < t < float("inf"):
+            return UNRESOLVED  # on a closed endpoint, or no finite step along a NaN/inf
         d = torch.from_numpy(np.asarray(direction, dtype=np.float64))
         f0 = self._base_value
         f_plus, f_minus = self._evaluate(param, d, t), self._evaluate(param, d, -t)
@@ -264,6 +312,10 @@ class ScalarSpec:
         the forward that does not depend on ``param`` is then computed once for all."""
         tol = FINITE_DIFFERENCES
         steps = [self.step_for(param, d) for d in directions]
+        if not all(0 < t < float("inf") for t in steps):
+            # no step fits (a closed endpoint): screens confirm nothing, slopes decide
+            nothing = Screen(central=float("nan"), allowed=float("nan"), step=0.0)
+            return [nothing for _ in directions]
         moves = [
             (torch.from_numpy(np.asarray(d)), t)
             for d, t in zip(directions, steps, strict=True)
@@ -321,6 +373,7 @@ class ScalarSpec:
         except Exception:  # any spec vmap cannot batch: evaluate one at a time instead
             _remember(self._forward, False)
             return None
+        took("vmap batch")
         if _vmappable(self._forward) is None:
             # The first two moves once more, one call each: enough to see a spec that
             # batches differently (all of them cost a third of a check at 3000x3000).
