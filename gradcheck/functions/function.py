@@ -8,7 +8,10 @@ float64, the spec it is held to.
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib
 import inspect
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -441,10 +444,21 @@ def double_backward(
     }
 
 
+@functools.cache
+def _forward_ad_ready() -> None:
+    """torch loads its forward-AD decompositions on first use, scripting each with
+    ``torch.jit.script``, which warns that it is deprecated, 18 times: torch's noise, not
+    the Function's, so it is loaded here with the warning silenced rather than reported."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        importlib.import_module("torch._decomp.decompositions_for_jvp")
+
+
 def jvp_by_forward_ad(
     forward: Forward, values: Mapping[str, torch.Tensor], tangents: Mapping[str, torch.Tensor]
 ) -> torch.Tensor:
     """The output's tangent in forward-mode AD: what the Function's ``jvp`` gives."""
+    _forward_ad_ready()
     with forward_ad.dual_level():
         duals = {name: forward_ad.make_dual(values[name], t) for name, t in tangents.items()}
         output = forward({**values, **duals})
