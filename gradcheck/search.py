@@ -58,6 +58,9 @@ __all__ = ["verify"]
 # Random points tried at each smaller size of a dim before that size is given up.
 TRIES_PER_SIZE = 6
 
+# The sweep makes at most every SPECIAL_STRIDE-th point special by schedule.
+SPECIAL_STRIDE = 4
+
 # A dim whose range below the failing size holds more sizes than this is bisected rather
 # than walked size by size.
 WALK_SIZES = 16
@@ -188,7 +191,9 @@ class _Search:
         schedule = special_schedule(self.float_bounds)
         # Every (input, kind) pair gets a point of its own, spread evenly over the budget:
         # drawn 1 in 16 at random, a given kind on a given input was missed by whole runs.
-        stride = max(1, budget // (len(schedule) + 1))
+        # At most one point in SPECIAL_STRIDE is scheduled, so that a small budget keeps its
+        # ordinary points (special ones often sit on kinks: inconclusive).
+        stride = max(SPECIAL_STRIDE, budget // (len(schedule) + 1))
         for example in random_examples(self.derivation, self.options.seed):
             if checked >= budget or refused > budget:
                 break
