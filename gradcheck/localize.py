@@ -47,6 +47,8 @@ __all__ = ["localize"]
 MAX_LINE_EVENTS = 50_000
 # Substitutions tried before giving up: each reruns the backward.
 MAX_TRIALS = 40
+# Of those, for a local that copies a forward value another local holds (h_relu = h.copy()).
+ALIAS_TRIALS = 4
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
 # gradcheck's own hand derivations are user code like any other; the rest is machinery.
@@ -483,7 +485,9 @@ def localize(derivation: Derivation, report: Report) -> Localization | None:
     spec's values coincide, and the moved copies keep it failing while telling them apart.
     The line must come out the same at two of these points at least, and at every point
     where one is found; the names and numbers are those of the first moved copy that
-    found it."""
+    found it. Where only the example itself disagrees with moved copies that all agree, the
+    copies decide: the example's simple values (x = 1, y = 0.5) make a wrong value equal to
+    an unrelated right one by coincidence (``abs(-1) == x``), never the moved ones."""
     if report.verdict != "fail" or report.example is None or not report.gradients:
         return None
     if not any(p.kind == "mismatch" for p in report.problems):
@@ -495,13 +499,18 @@ def localize(derivation: Derivation, report: Report) -> Localization | None:
             there = _localize(derivation, other, other.example)  # type: ignore[arg-type]
             if there is not None:
                 found.append(there)
-        if here is not None:
+        moved = {(f.file, f.line, f.variable) for f in found}
+        if here is not None and (len(found) < 2 or len(moved) != 1):
             found.append(here)
         places = {(f.file, f.line, f.variable) for f in found}
         if len(found) < 2 or len(places) != 1:
             return None  # found once only, or at different lines: cannot tell
         first = found[0]
-        if here is not None and here.expected == first.expected:
+        if (
+            here is not None
+            and (here.file, here.line, here.variable) in places
+            and (here.expected == first.expected)
+        ):
             return replace(here, matched=first.matched, matched_lines=first.matched_lines)
         return replace(first, detail=first.detail + _ELSEWHERE)
     except Exception:  # a backward or spec this tracing does not fit: say nothing
@@ -556,20 +565,42 @@ def _localize(derivation: Derivation, report: Report, example: Example) -> Local
                 e.file == event.file and e.variable == event.variable
                 for e in tracer.events[index + 1 :]
             )
+            # A forward value another local already goes by, never updated after: a copy
+            # (x = cache), or a step of the forward left out (h_relu = h.copy()).
+            alias = quantity.forward is None and quantity.name not in (None, event.variable)
             if implied is None or later or _close(event.value, implied.value, rtol):
-                # A right value; under a name that says otherwise only on its way to
-                # becoming that (grad_h = grad_h_relu.copy(), then masked in place).
-                matched.append((event, quantity))
-                continue
-            # A right value, but not the one its name says, and never updated after.
+                if not alias or later:
+                    # A right value; under a name that says otherwise only on its way to
+                    # becoming that (grad_h = grad_h_relu.copy(), then masked in place).
+                    matched.append((event, quantity))
+                    continue
+            else:
+                alias = False  # a right value, but not the one its name says, never updated
+        else:
+            alias = False
         code = _source(event.file, event.line)
         reads = _read_names(code)
-        if reads is None:
+        arrays_read = {n: event.before[n] for n in reads or () if n in event.before}
+        if reads is None or any(
+            reads_known.get((event.file, n), _INPUT) is None for n in arrays_read
+        ):
+            # Unreadable, or it reads a value not known to be right: the blame may lie
+            # before it.
+            if alias:
+                matched.append((event, quantity))  # type: ignore[arg-type]
             continue
-        arrays_read = {n: event.before[n] for n in reads if n in event.before}
-        if any(reads_known.get((event.file, n), _INPUT) is None for n in arrays_read):
-            continue  # it reads a value not known to be right: the blame may lie before it
-        for candidate in _candidates(event, quantities, implied):
+        if implied is None and _local_derivative(event.value, quantities, rtol):
+            # A right value the spec does not hold as such (a slope, s * (1 - s)): putting
+            # dL/dx there can fix a later line's mistake (dx = slope, dout left out). Under
+            # a gradient's name (dx = slope) it is that mistake.
+            known[(event.file, event.variable)] = _LOCAL
+            continue
+        candidates = _candidates(event, quantities, implied)
+        if alias:  # the spec's steps after the value it copies (relu(h) after h) first
+            candidates = [c for c in candidates if c is not quantity and c.forward is None]
+            candidates.sort(key=lambda c: not any(o is quantity for o in c.operands))
+            candidates = candidates[:ALIAS_TRIALS]
+        for candidate in candidates:
             if trials >= MAX_TRIALS:
                 return None
             trials += 1
@@ -585,6 +616,8 @@ def _localize(derivation: Derivation, report: Report, example: Example) -> Local
                     if (q := reads_known.get((event.file, n))) is not None and q.forward is None
                 }
                 return _found(event, candidate, code, {**arrays_read, **context}, matched, rtol)
+        if alias:
+            matched.append((event, quantity))  # type: ignore[arg-type]
     return None
 
 
@@ -600,6 +633,25 @@ def _implied(variable: str, quantities: list[Quantity]) -> Quantity | None:
 
 
 _INPUT = Quantity(np.zeros(0), "input")  # an argument, never reassigned: as given
+_LOCAL = Quantity(np.zeros(0), "local derivative")  # right, but no value of the spec's
+
+
+def _local_derivative(value: np.ndarray, quantities: list[Quantity], rtol: float) -> bool:
+    """Whether ``value`` is an elementwise local derivative of the spec, db/da with
+    dL/da = dL/db * value: the slope of a leaky ReLU, s * (1 - s) of a sigmoid."""
+    gradients = [q for q in quantities if q.forward is not None and q.value.shape == value.shape]
+    for downstream in gradients:
+        if not downstream.value.any():
+            continue
+        product = value * downstream.value
+        for upstream in gradients:
+            if (
+                upstream is not downstream
+                and upstream.value.any()
+                and _close(product, upstream.value, rtol)
+            ):
+                return True
+    return False
 
 
 def _candidates(

@@ -175,3 +175,16 @@ def test_a_loss_off_by_no_known_ratio_names_none():
 
 def test_a_natural_log_loss_passes():
     assert verify(_softmax_loss(np.log), seed=0, max_examples=10).verdict == "pass"
+
+
+# -- issue 18, item 18: a correct local derivative is never the first wrong line ---------------
+
+
+def test_a_line_holding_a_correct_local_derivative_is_never_blamed():
+    from tests.localization_set import CASES
+
+    case = next(c for c in CASES if c.label == "a leaky slope, then dout left out")
+    found = verify(case.derivation, seed=0, max_examples=10).localization
+    # Putting dL/dx into slope fixes dx = slope too; slope is right, dx = slope is not.
+    assert found is None or "slope = np.where" not in found.code
+    assert found is not None and found.code.startswith("dx = slope")

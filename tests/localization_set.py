@@ -1,0 +1,336 @@
+"""A labelled set of wrong backwards, one mistake each, for the first-wrong-line finder.
+
+Each entry names the line the mistake is on (a fragment of that statement's first line) and
+the variable that line gets wrong, or says that no single line is wrong (``line=None``): there
+the finder must say nothing. The classes are issue 20's: a forward value recomputed wrongly
+inside the backward, a mistake inside a ``return`` expression, a statement over several
+lines, and, as controls, straight-line slips and lines that hold a correct local derivative,
+which must never be blamed (issue 18, item 18). ``score`` counts right, null and wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from gradcheck import Derivation, verify
+from gradcheck.layers import course_layer
+from tests import mutants
+
+
+@dataclass(frozen=True)
+class Case:
+    label: str
+    kind: str
+    derivation: Derivation
+    line: str | None  # the wrong statement's first line (a fragment); None: no single line
+    variable: str | None = None
+    # Lines that hold right values and must never be blamed.
+    never: tuple[str, ...] = ()
+    # False for a case the finder does not find yet: held only to saying nothing false.
+    found: bool = True
+
+
+def _net(backward) -> Derivation:
+    return Derivation(name=backward.__name__, backward=backward, **mutants.TWO_LAYER)
+
+
+# -- a forward value recomputed wrongly inside the backward -----------------------------------
+
+
+def relu_as_abs(x, y, w1, w2):
+    h = x @ w1
+    h_relu = np.abs(h)  # the forward's relu recomputed as abs
+    grad_y_pred = 2.0 * (h_relu @ w2 - y)
+    grad_w2 = h_relu.T @ grad_y_pred
+    grad_h = (grad_y_pred @ w2.T) * (h > 0)
+    return {"w1": x.T @ grad_h, "w2": grad_w2}
+
+
+def relu_forgotten(x, y, w1, w2):
+    h = x @ w1
+    h_relu = h.copy()  # the relu left out of the recomputed forward
+    grad_y_pred = 2.0 * (h_relu @ w2 - y)
+    grad_w2 = h_relu.T @ grad_y_pred
+    grad_h = (grad_y_pred @ w2.T) * (h > 0)
+    return {"w1": x.T @ grad_h, "w2": grad_w2}
+
+
+def hidden_from_transposed_weight(x, y, w1, w2):
+    h = x @ w1
+    h_relu = np.maximum(h, 0.0)
+    y_pred = h_relu @ w2 + 0.5  # a bias the forward does not have
+    grad_y_pred = 2.0 * (y_pred - y)
+    grad_w2 = h_relu.T @ grad_y_pred
+    grad_h = (grad_y_pred @ w2.T) * (h > 0)
+    return {"w1": x.T @ grad_h, "w2": grad_w2}
+
+
+def relu_clipped(x, y, w1, w2):
+    h = x @ w1
+    h_relu = np.clip(h, 0.0, 0.5)  # relu6-style clipping the forward does not do
+    grad_y_pred = 2.0 * (h_relu @ w2 - y)
+    grad_w2 = h_relu.T @ grad_y_pred
+    grad_h = (grad_y_pred @ w2.T) * (h > 0)
+    return {"w1": x.T @ grad_h, "w2": grad_w2}
+
+
+def residual_with_wrong_sign(x, y, w1, w2):
+    h = x @ w1
+    h_relu = np.maximum(h, 0.0)
+    y_pred = h_relu @ w2
+    residual = y - y_pred  # y_pred - y
+    grad_y_pred = 2.0 * residual
+    grad_w2 = h_relu.T @ grad_y_pred
+    grad_h = (grad_y_pred @ w2.T) * (h > 0)
+    return {"w1": x.T @ grad_h, "w2": grad_w2}
+
+
+# -- a mistake inside the return expression ----------------------------------------------------
+
+
+def return_w2_doubled(x, y, w1, w2):
+    h = x @ w1
+    h_relu = np.maximum(h, 0.0)
+    grad_y_pred = 2.0 * (h_relu @ w2 - y)
+    grad_h = (grad_y_pred @ w2.T) * (h > 0)
+    return {"w1": x.T @ grad_h, "w2": 2 * h_relu.T @ grad_y_pred}
+
+
+def return_w2_from_h(x, y, w1, w2):
+    h = x @ w1
+    h_relu = np.maximum(h, 0.0)
+    grad_y_pred = 2.0 * (h_relu @ w2 - y)
+    grad_h = (grad_y_pred @ w2.T) * (h > 0)
+    return {"w1": x.T @ grad_h, "w2": h.T @ grad_y_pred}
+
+
+def return_w1_negated(x, y, w1, w2):
+    h = x @ w1
+    h_relu = np.maximum(h, 0.0)
+    grad_y_pred = 2.0 * (h_relu @ w2 - y)
+    grad_h = (grad_y_pred @ w2.T) * (h > 0)
+    return {"w1": -(x.T @ grad_h), "w2": h_relu.T @ grad_y_pred}
+
+
+def return_w1_unmasked(x, y, w1, w2):
+    h = x @ w1
+    h_relu = np.maximum(h, 0.0)
+    grad_y_pred = 2.0 * (h_relu @ w2 - y)
+    grad_h_relu = grad_y_pred @ w2.T
+    return {"w1": x.T @ grad_h_relu, "w2": h_relu.T @ grad_y_pred}
+
+
+def return_w2_halved(x, y, w1, w2):
+    h = x @ w1
+    h_relu = np.maximum(h, 0.0)
+    grad_y_pred = 2.0 * (h_relu @ w2 - y)
+    grad_h = (grad_y_pred @ w2.T) * (h > 0)
+    grad_w1 = x.T @ grad_h
+    return {"w1": grad_w1, "w2": h_relu.T @ grad_y_pred / 2}
+
+
+def sigmoid_forward(x):
+    return 1 / (1 + np.exp(-x)), x
+
+
+def sigmoid_return_slip(dout, cache):
+    s = 1 / (1 + np.exp(-cache))
+    return dout * s * s  # should be s * (1 - s)
+
+
+def tanh_forward(x):
+    return np.tanh(x), x
+
+
+def tanh_return_slip(dout, cache):
+    t = np.tanh(cache)
+    return dout * (1 + t**2)  # should be 1 - t**2
+
+
+# -- statements over several lines -------------------------------------------------------------
+
+
+# Each statement below is over several lines on purpose.
+# fmt: off
+def multiline_mask_from_gradient(x, y, w1, w2):
+    h = x @ w1
+    h_relu = np.maximum(h, 0.0)
+    grad_y_pred = 2.0 * (h_relu @ w2 - y)
+    grad_w2 = h_relu.T @ grad_y_pred
+    grad_h_relu = grad_y_pred @ w2.T
+    grad_h = (
+        grad_h_relu
+        * (grad_h_relu > 0)  # the mask from the gradient, not from h
+    )
+    return {"w1": x.T @ grad_h, "w2": grad_w2}
+
+
+def multiline_missing_factor(x, y, w1, w2):
+    h = x @ w1
+    h_relu = np.maximum(h, 0.0)
+    grad_y_pred = (
+        h_relu @ w2
+        - y
+    )  # the 2 of d/dy_pred (y_pred - y)**2 left out
+    grad_w2 = h_relu.T @ grad_y_pred
+    grad_h = (grad_y_pred @ w2.T) * (h > 0)
+    return {"w1": x.T @ grad_h, "w2": grad_w2}
+
+
+def multiline_transposed(x, y, w1, w2):
+    h = x @ w1
+    h_relu = np.maximum(h, 0.0)
+    grad_y_pred = 2.0 * (h_relu @ w2 - y)
+    grad_w2 = np.dot(
+        grad_y_pred.T,
+        h_relu,
+    ).T * 2  # doubled
+    grad_h = (grad_y_pred @ w2.T) * (h > 0)
+    return {"w1": x.T @ grad_h, "w2": grad_w2}
+
+
+# fmt: on
+
+
+# -- straight-line slips (the finder's first class, as a control) ------------------------------
+
+
+def mask_threshold(x, y, w1, w2):
+    h = x @ w1
+    h_relu = np.maximum(h, 0.0)
+    grad_y_pred = 2.0 * (h_relu @ w2 - y)
+    grad_w2 = h_relu.T @ grad_y_pred
+    grad_h_relu = grad_y_pred @ w2.T
+    grad_h = grad_h_relu * (h < 0)  # the mask from the wrong side
+    return {"w1": x.T @ grad_h, "w2": grad_w2}
+
+
+def grad_y_pred_sign(x, y, w1, w2):
+    h = x @ w1
+    h_relu = np.maximum(h, 0.0)
+    grad_y_pred = 2.0 * (y - h_relu @ w2)
+    grad_w2 = h_relu.T @ grad_y_pred
+    grad_h = (grad_y_pred @ w2.T) * (h > 0)
+    return {"w1": x.T @ grad_h, "w2": grad_w2}
+
+
+# -- a correct local derivative must never be blamed (issue 18, item 18) ----------------------
+
+ALPHA = 0.1
+
+
+def leaky_forward(x):
+    return np.where(x > 0, x, ALPHA * x), x
+
+
+def leaky_slope_then_forgotten_dout(dout, cache):
+    x = cache
+    slope = np.where(x > 0, 1.0, ALPHA)  # a correct local derivative
+    dx = slope  # dout left out
+    return dx
+
+
+def leaky_slope_then_doubled(dout, cache):
+    x = cache
+    slope = np.where(x > 0, 1.0, ALPHA)  # a correct local derivative
+    dx = 2 * dout * slope  # doubled
+    return dx
+
+
+def sigmoid_local_then_forgotten_dout(dout, cache):
+    s = 1 / (1 + np.exp(-cache))
+    local = s * (1 - s)  # a correct local derivative
+    dx = local + 0 * dout  # dout left out
+    return dx
+
+
+def _leaky(backward) -> Derivation:
+    return course_layer(
+        leaky_forward,
+        backward,
+        spec=lambda x: torch.nn.functional.leaky_relu(x, ALPHA),
+        shapes={"x": ("N", "D")},
+    )
+
+
+def _elementwise(forward, backward, spec) -> Derivation:
+    return course_layer(forward, backward, spec=spec, shapes={"x": ("N", "D")})
+
+
+CASES: tuple[Case, ...] = (
+    Case("relu recomputed as abs", "recomputed forward", _net(relu_as_abs),
+         "h_relu = np.abs(h)", "h_relu"),
+    Case("relu left out of the recomputed forward", "recomputed forward", _net(relu_forgotten),
+         "h_relu = h.copy()", "h_relu"),
+    Case("a bias the forward lacks", "recomputed forward", _net(hidden_from_transposed_weight),
+         "y_pred = h_relu @ w2 + 0.5", "y_pred"),
+    Case("relu recomputed with a clip", "recomputed forward", _net(relu_clipped),
+         "h_relu = np.clip(h, 0.0, 0.5)", "h_relu"),
+    Case("residual of the wrong sign", "recomputed forward", _net(residual_with_wrong_sign),
+         "residual = y - y_pred", "residual"),
+    Case("w2 doubled in the return", "return expression", _net(return_w2_doubled),
+         "return {", "w2", found=False),
+    Case("w2 from h in the return", "return expression", _net(return_w2_from_h),
+         "return {", "w2", found=False),
+    Case("w1 negated in the return", "return expression", _net(return_w1_negated),
+         "return {", "w1", found=False),
+    Case("w1 unmasked in the return", "return expression", _net(return_w1_unmasked),
+         "return {", "w1", found=False),
+    Case("w2 halved in the return", "return expression", _net(return_w2_halved),
+         "return {", "w2", found=False),
+    Case("sigmoid slip in the return", "return expression",
+         _elementwise(sigmoid_forward, sigmoid_return_slip, torch.sigmoid),
+         "return dout * s * s", "dx", found=False),
+    Case("tanh slip in the return", "return expression",
+         _elementwise(tanh_forward, tanh_return_slip, torch.tanh),
+         "return dout * (1 + t**2)", "dx", found=False),
+    Case("a mask from the gradient over three lines", "multi-line statement",
+         _net(multiline_mask_from_gradient), "grad_h = (", "grad_h", found=False),
+    Case("the 2 left out over four lines", "multi-line statement",
+         _net(multiline_missing_factor), "grad_y_pred = (", "grad_y_pred", found=False),
+    Case("a doubled product over four lines", "multi-line statement",
+         _net(multiline_transposed), "grad_w2 = np.dot(", "grad_w2", found=False),
+    Case("a mask from the wrong side", "straight line", _net(mask_threshold),
+         "grad_h = grad_h_relu * (h < 0)", "grad_h"),
+    Case("grad_y_pred of the wrong sign", "straight line", _net(grad_y_pred_sign),
+         "grad_y_pred = 2.0 * (y - h_relu @ w2)", "grad_y_pred", found=False),
+    Case("a leaky slope, then dout left out", "correct local derivative",
+         _leaky(leaky_slope_then_forgotten_dout), "dx = slope", "dx",
+         never=("slope = np.where",)),
+    Case("a leaky slope, then doubled", "correct local derivative",
+         _leaky(leaky_slope_then_doubled), "dx = 2 * dout * slope", "dx",
+         never=("slope = np.where",)),
+    Case("a sigmoid local derivative, then dout left out", "correct local derivative",
+         _elementwise(sigmoid_forward, sigmoid_local_then_forgotten_dout, torch.sigmoid),
+         "dx = local + 0 * dout", "dx", never=("local = s * (1 - s)",)),
+)  # fmt: skip
+
+
+def outcome(case: Case, seed: int = 0) -> tuple[str, str]:
+    """("right" | "null" | "wrong", what was found), for one case."""
+    report = verify(case.derivation, seed=seed, max_examples=10)
+    found = report.localization
+    if report.verdict != "fail":
+        return "wrong", f"verdict {report.verdict}"
+    if found is None:
+        return ("right" if case.line is None else "null"), "null"
+    said = f"{found.code!r} ({found.variable})"
+    if any(fragment in found.code for fragment in case.never):
+        return "wrong", said
+    if case.line is None or case.line not in found.code:
+        return "wrong", said
+    if case.variable is not None and found.variable != case.variable:
+        return "wrong", said
+    return "right", said
+
+
+def score(cases: Iterable[Case] = CASES) -> dict[str, list[str]]:
+    """The labels of the right, null and wrong cases."""
+    tally: dict[str, list[str]] = {"right": [], "null": [], "wrong": []}
+    for case in cases:
+        tally[outcome(case)[0]].append(case.label)
+    return tally
