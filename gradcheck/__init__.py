@@ -22,6 +22,7 @@ from gradcheck.derivation import Derivation, DerivationError
 if TYPE_CHECKING:
     from gradcheck.checking import check
     from gradcheck.functions import function_derivation
+    from gradcheck.ops import op_derivation
     from gradcheck.report import Example, Problem, Report
     from gradcheck.search import verify
     from gradcheck.testing import GradcheckFailure, assert_gradients_close
@@ -36,6 +37,7 @@ __all__ = [
     "assert_gradients_close",
     "check",
     "function_derivation",
+    "op_derivation",
     "verify",
 ]
 __version__ = "0.1.0"

@@ -195,7 +195,9 @@ def _raised_problem(exc: BaseException) -> Problem:
     forward = getattr(exc, "forward", None)
     if isinstance(exc, AssertionError) and type(exc).__name__ == "ForwardMismatch":
         return Problem("forward_mismatch", _forward_mismatch(exc, forward))
-    return Problem("raised", f"backward raised {type(exc).__name__}: {exc}{_where_raised(exc)}")
+    # A Function's forward runs inside its "backward" call here; it tags its own errors.
+    phase = getattr(exc, "gradcheck_phase", "backward")
+    return Problem("raised", f"{phase} raised {type(exc).__name__}: {exc}{_where_raised(exc)}")
 
 
 def _forward_mismatch(exc: BaseException, forward: Any) -> str:

@@ -649,6 +649,10 @@ _WHAT = {
     "mismatch": "{} is wrong",
     "non_finite": "{} is not finite",
     "mutated": "{} is mutated",
+    "nondeterministic": "{} differs between calls",
+    "reentrant": "{} differs on a second backward",
+    "undefined_grad": "{} is wrong with an output unused",
+    "registration": "the op's registration fails",
 }
 
 
