@@ -26,6 +26,7 @@ import functools
 import linecache
 import os
 import sys
+import textwrap
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from types import FrameType
@@ -255,6 +256,7 @@ class _Tracer:
         line, before = self.frames.get(id(frame), (frame.f_lineno, {}))
         now = _snapshot(frame)
         filename = frame.f_code.co_filename
+        line = _first_line(filename, line)  # a statement over several lines is one
         stored = _stored_names(filename, line)
         for name, value in now.items():
             old = before.get(name)
@@ -285,7 +287,7 @@ class _Tracer:
 def _stored_names(filename: str, line: int) -> frozenset[str]:
     """The variables a line assigns to, in place included (``grad_h[m] = 0``)."""
     try:
-        tree = ast.parse(linecache.getline(filename, line).strip())
+        tree = ast.parse(_statement(filename, line))
     except SyntaxError:
         return frozenset()
     names = set()
@@ -476,6 +478,38 @@ def _source(file: str, line: int) -> str:
     return linecache.getline(file, line).strip()
 
 
+@functools.lru_cache(maxsize=64)
+def _statement_spans(filename: str) -> tuple[tuple[int, int], ...]:
+    """(first, last) line of each simple statement of a file that spans several lines."""
+    try:
+        tree = ast.parse("".join(linecache.getlines(filename)))
+    except (SyntaxError, ValueError):
+        return ()
+    return tuple(
+        (node.lineno, node.end_lineno)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.stmt)
+        and not hasattr(node, "body")  # a loop's or a function's lines are not one statement
+        and node.end_lineno is not None
+        and node.end_lineno > node.lineno
+    )
+
+
+def _first_line(filename: str, line: int) -> int:
+    """The first line of the statement ``line`` is part of: where a report points."""
+    for first, last in _statement_spans(filename):
+        if first <= line <= last:
+            return first
+    return line
+
+
+def _statement(filename: str, line: int) -> str:
+    """The whole statement that starts on ``line``, dedented, for parsing."""
+    last = next((end for first, end in _statement_spans(filename) if first == line), line)
+    lines = [linecache.getline(filename, n) for n in range(line, last + 1)]
+    return textwrap.dedent("".join(lines)).strip()
+
+
 def localize(derivation: Derivation, report: Report) -> Localization | None:
     """The first line of the hand backward whose value goes wrong, or None when that cannot
     be shown.
@@ -579,7 +613,7 @@ def _localize(derivation: Derivation, report: Report, example: Example) -> Local
         else:
             alias = False
         code = _source(event.file, event.line)
-        reads = _read_names(code)
+        reads = _read_names(_statement(event.file, event.line))
         arrays_read = {n: event.before[n] for n in reads or () if n in event.before}
         if reads is None or any(
             reads_known.get((event.file, n), _INPUT) is None for n in arrays_read
