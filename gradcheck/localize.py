@@ -38,6 +38,7 @@ from torch.overrides import TorchFunctionMode
 
 from gradcheck.backward import DTYPES, single_threaded_blas
 from gradcheck.derivation import Derivation
+from gradcheck.evaluation import evaluate, make_options
 from gradcheck.references.autograd import as_tensor
 from gradcheck.report import Example, Localization, Report
 from gradcheck.tolerances import for_dtype
@@ -238,6 +239,9 @@ class _Tracer:
         self.replace = replace
         self.replaced = False
         self.overflow = False
+        # (file, first line, value) of each return of a function called from outside user
+        # code: the backward itself, whose return expression may hold the mistake.
+        self.returned: list[tuple[str, int, Any]] = []
 
     def __call__(self, frame: FrameType, event: str, arg: Any) -> Any:
         if event != "call" or not _is_user_code(frame.f_code.co_filename):
@@ -278,6 +282,9 @@ class _Tracer:
             self.events.append(Event(filename, line, name, value, before, occurrence))
         if event == "return":
             self.frames.pop(id(frame), None)
+            caller = frame.f_back
+            if caller is None or not _is_user_code(caller.f_code.co_filename):
+                self.returned.append((filename, _first_line(filename, frame.f_lineno), arg))
         else:
             self.frames[id(frame)] = (frame.f_lineno, now)
         return self._local
@@ -557,8 +564,6 @@ MOVED_POINTS = 3
 
 
 def _moved_failing_points(derivation: Derivation, report: Report) -> Iterator[Report]:
-    from gradcheck.checking import evaluate, make_options
-
     assert report.example is not None
     example = report.example
     rng = np.random.default_rng((report.seed or 0) + 101)
@@ -652,7 +657,99 @@ def _localize(derivation: Derivation, report: Report, example: Example) -> Local
                 return _found(event, candidate, code, {**arrays_read, **context}, matched, rtol)
         if alias:
             matched.append((event, quantity))  # type: ignore[arg-type]
-    return None
+    return _in_return(tracer, report, known, matched, rtol)
+
+
+def _returned_parts(statement: str, value: Any) -> list[tuple[ast.expr, Any]]:
+    """Each returned gradient beside the expression that computed it: a dict's values by
+    key, a tuple's by position, or the one value."""
+    tree = ast.parse(statement)
+    node = tree.body[0] if tree.body else None
+    if not isinstance(node, ast.Return) or node.value is None:
+        return []
+    expression = node.value
+    if isinstance(expression, ast.Dict) and isinstance(value, Mapping):
+        return [
+            (v, value[k.value])
+            for k, v in zip(expression.keys, expression.values, strict=True)
+            if isinstance(k, ast.Constant) and k.value in value
+        ]
+    if isinstance(expression, ast.Tuple) and isinstance(value, tuple):
+        if len(expression.elts) == len(value):
+            return list(zip(expression.elts, value, strict=True))
+        return []
+    return [(expression, value)]
+
+
+def _in_return(
+    tracer: _Tracer,
+    report: Report,
+    known: Mapping[tuple[str, str], Quantity | None],
+    matched: list[tuple[Event, Quantity]],
+    rtol: float,
+) -> Localization | None:
+    """The backward's ``return`` as the first wrong line: a returned gradient is wrong
+    although every array its expression reads is right (``"w2": 2 * h_relu.T @ dy``), so the
+    expression itself is the mistake. Which parameter a returned value is, is read from the
+    hand gradients the check compared; every wrong one must be found so."""
+    tolerance = for_dtype(report.dtype)
+    wrong = {
+        name
+        for name, pair in report.gradients.items()
+        if not np.all(np.abs(pair.hand - pair.reference) <= tolerance.allowed(pair.reference))
+    }
+    # The last return that gave a wrong hand gradient is the backward's (a course layer's
+    # forward, run first for its cache, returns too).
+    for file, line, value in reversed(tracer.returned):
+        statement = _statement(file, line)
+        blamed: list[tuple[str, ast.expr]] = []
+        for expression, part in _returned_parts(statement, value):
+            array = _as_array(part)
+            if array is None:
+                continue
+            array = np.asarray(array, dtype=np.float64)
+            names = [
+                n
+                for n in wrong
+                if report.gradients[n].hand.shape == array.shape
+                and np.array_equal(report.gradients[n].hand, array)
+            ]
+            if len(names) != 1:
+                continue
+            reads = {n.id for n in ast.walk(expression) if isinstance(n, ast.Name)}
+            if any(known.get((file, n), _INPUT) is None for n in reads):
+                return None  # it reads a value not known to be right: the blame may lie before
+            blamed.append((names[0], expression))
+        if blamed:
+            break
+    else:
+        return None
+    if {name for name, _ in blamed} != wrong:
+        return None
+    name, expression = blamed[0]
+    pair = report.gradients[name]
+    segment = " ".join((ast.get_source_segment(statement, expression) or "").split())
+    scale = max(float(np.max(np.abs(pair.reference), initial=0.0)), 1e-30)
+    differs = np.abs(pair.hand - pair.reference) > rtol * scale
+    read = sorted({n.id for n in ast.walk(expression) if isinstance(n, ast.Name)}
+                  & {e.variable for e, _ in matched})  # fmt: skip
+    detail = (
+        f"The returned gradient for {name!r}, {segment}, should equal dL/d{name} (autograd) "
+        f"but differs at {int(differs.sum())} of {differs.size} elements"
+        + (f"; what it reads is right ({', '.join(read)})." if read else ".")
+    )
+    before = [e.line for e, _ in matched if e.file == file]
+    return Localization(
+        file=file,
+        line=line,
+        variable=name,
+        expected=f"dL/d{name} (autograd)",
+        detail=detail,
+        code=_source(file, line),
+        matched=tuple(dict.fromkeys(e.variable for e, _ in matched if e.file == file
+                                    and not e.variable.startswith("_"))),
+        matched_lines=(min(before), max(before)) if before else None,
+    )  # fmt: skip
 
 
 def _implied(variable: str, quantities: list[Quantity]) -> Quantity | None:

@@ -27,7 +27,7 @@ class Case:
     kind: str
     derivation: Derivation
     line: str | None  # the wrong statement's first line (a fragment); None: no single line
-    variable: str | None = None
+    variable: str | None = None  # for a return expression, the gradient it returns wrong
     # Lines that hold right values and must never be blamed.
     never: tuple[str, ...] = ()
     # False for a case the finder does not find yet: held only to saying nothing false.
@@ -273,21 +273,21 @@ CASES: tuple[Case, ...] = (
     Case("residual of the wrong sign", "recomputed forward", _net(residual_with_wrong_sign),
          "residual = y - y_pred", "residual"),
     Case("w2 doubled in the return", "return expression", _net(return_w2_doubled),
-         "return {", "w2", found=False),
+         "return {", "w2"),
     Case("w2 from h in the return", "return expression", _net(return_w2_from_h),
-         "return {", "w2", found=False),
+         "return {", "w2"),
     Case("w1 negated in the return", "return expression", _net(return_w1_negated),
-         "return {", "w1", found=False),
+         "return {", "w1"),
     Case("w1 unmasked in the return", "return expression", _net(return_w1_unmasked),
-         "return {", "w1", found=False),
+         "return {", "w1"),
     Case("w2 halved in the return", "return expression", _net(return_w2_halved),
-         "return {", "w2", found=False),
+         "return {", "w2"),
     Case("sigmoid slip in the return", "return expression",
          _elementwise(sigmoid_forward, sigmoid_return_slip, torch.sigmoid),
-         "return dout * s * s", "dx", found=False),
+         "return dout * s * s", "x"),
     Case("tanh slip in the return", "return expression",
          _elementwise(tanh_forward, tanh_return_slip, torch.tanh),
-         "return dout * (1 + t**2)", "dx", found=False),
+         "return dout * (1 + t**2)", "x"),
     Case("a mask from the gradient over three lines", "multi-line statement",
          _net(multiline_mask_from_gradient), "grad_h = (", "grad_h"),
     Case("the 2 left out over four lines", "multi-line statement",

@@ -51,11 +51,28 @@ def test_a_weight_updated_before_use_is_the_first_wrong_line():
     assert found.expected == "w2 (the spec's forward)"
 
 
-def test_a_bug_in_the_returned_expression_is_not_guessed_at():
-    # The wrong value is never a local: no line can be shown to be the first wrong one.
+def test_a_bug_in_the_returned_expression_names_the_return_and_its_sub_expression():
+    # The wrong value is never a local, but everything its expression reads is right.
     report = check(mutants.flipped_sign_net, POINT)
-    assert report.verdict == "fail"
-    assert report.localization is None
+    found = report.localization
+    assert found is not None, str(report)
+    assert found.code.startswith("return {")
+    assert found.variable == "w2" and found.expected == "dL/dw2 (autograd)"
+    assert "The returned gradient for 'w2', -(h_relu.T @ grad_y_pred), should equal" in found.detail
+
+
+def test_a_returned_local_that_is_wrong_is_not_blamed_on_the_return():
+    # "w2": grad_w2 reads a local that is wrong itself: the return only passes it on.
+    def backward(x, y, w1, w2):
+        h = x @ w1
+        h_relu = np.maximum(h, 0.0)
+        grad_y_pred = 2.0 * (h_relu @ w2 - y)
+        grad_w2 = h_relu.T @ grad_y_pred * 1.5
+        grad_h = (grad_y_pred @ w2.T) * (h > 0)
+        return {"w1": x.T @ grad_h, "w2": grad_w2}
+
+    found = check(mutants._two_layer(backward), POINT).localization
+    assert found is not None and found.code == "grad_w2 = h_relu.T @ grad_y_pred * 1.5"
 
 
 @pytest.mark.parametrize("derivation", BUILTINS[:2], ids=["numpy net", "torch net"])
@@ -105,6 +122,7 @@ from tests import mutants
 
 seed001 = mutants.seed001_mask_from_gradient
 flipped = mutants.flipped_sign_net
+large_batch = mutants.large_batch_only_net
 correct = mutants.correct_mask_less
 """
 
@@ -119,7 +137,8 @@ def test_json_gives_each_failing_result_its_localization_or_null(tmp_path):
     assert set(found) == {"file", "line", "variable", "expected", "detail"}
     assert found["file"].endswith("mutants.py") and isinstance(found["line"], int)
     assert found["variable"] == "grad_h" and found["expected"] == "dL/dh (autograd)"
-    assert results["flipped_sign"]["localization"] is None
+    assert results["flipped_sign"]["localization"]["variable"] == "w2"  # in its return
+    assert results["wrong_only_for_large_batches"]["localization"] is None
     assert "localization" not in results["mask_less"]  # passing results have none
 
 
