@@ -22,7 +22,7 @@ import torch
 
 from gradcheck import Derivation
 from gradcheck import search as search_module
-from gradcheck.checking import torch_threads_for
+from gradcheck.evaluation import torch_threads_for
 from gradcheck.report import Example
 
 __all__ = [

@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from gradcheck.checking import Options, evaluate
 from gradcheck.counterfactual import explain_findings
 from gradcheck.derivation import Derivation
 from gradcheck.diagnose import Finding, gradient_findings
+from gradcheck.evaluation import Options, evaluate
 from gradcheck.report import Report
 from gradcheck.strategies import dim_range, seeded_inputs
 from gradcheck.tolerances import for_dtype

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from gradcheck.checking import Options
 from gradcheck.confirm import confirm
 from gradcheck.derivation import Derivation
+from gradcheck.evaluation import Options
 from gradcheck.localize import localize
 from gradcheck.report import Report
 

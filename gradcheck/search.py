@@ -28,16 +28,10 @@ from hypothesis import strategies as st
 from hypothesis.errors import FailedHealthCheck, Flaky, NoSuchExample, Unsatisfiable
 
 from gradcheck.backward import single_threaded_blas
-from gradcheck.checking import (
-    Options,
-    evaluate,
-    make_options,
-    require_derivation,
-    whole,
-    with_diagnoses,
-)
+from gradcheck.checking import with_diagnoses
 from gradcheck.derivation import Derivation, DerivationError
 from gradcheck.determinism import nondeterminism
+from gradcheck.evaluation import Options, evaluate, make_options, require_derivation, whole
 from gradcheck.explain_failure import explain_failure
 from gradcheck.guard import DEFAULT_DEADLINE, CallTimeout, guarded_search, validated_deadline
 from gradcheck.paths import took

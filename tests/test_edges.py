@@ -93,12 +93,12 @@ def test_a_where_that_refuses_almost_everything_still_reports_the_failure():
 
 
 def test_an_internal_error_is_said_to_be_gradchecks_own(monkeypatch):
-    import gradcheck.checking as checking
+    import gradcheck.evaluation.pipeline as stages
 
     def broken(*args, **kwargs):
         raise TypeError("a bug planted in the checker")
 
-    monkeypatch.setattr(checking, "_scale_floors", broken)
+    monkeypatch.setattr(stages, "scale_floors", broken)
     square = Derivation(
         name="square",
         forward=lambda x: (x**2).sum(),
@@ -111,7 +111,7 @@ def test_an_internal_error_is_said_to_be_gradchecks_own(monkeypatch):
     (problem,) = report.problems
     assert problem.kind == "internal"
     assert "internal error of gradcheck, not of your code" in problem.message
-    assert "at gradcheck/checking.py:" in problem.message  # the deepest frame of ours
+    assert "at gradcheck/evaluation/pipeline.py:" in problem.message  # our deepest frame
     assert "verify(square, seed=0, max_examples=5)" in problem.message
 
 

@@ -129,9 +129,9 @@ def test_shrinking_brings_a_failure_that_needs_one_large_value_to_one_element():
 
 
 def test_probe_directions_move_elements_both_ways_and_differ_from_each_other():
-    from gradcheck.checking import _directions
+    from gradcheck.evaluation.directions import probe_directions
 
-    directions, unit = _directions((100,), 4, 32, np.random.default_rng(0))
+    directions, unit = probe_directions((100,), 4, 32, np.random.default_rng(0))
     drawn = list(directions)
     assert unit == "directions" and len(drawn) == 4
     for direction in drawn:

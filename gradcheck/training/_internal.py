@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, Phase, find, settings
 from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
 
-from gradcheck.checking import validated_point as core_validated_point
 from gradcheck.derivation import Derivation, DerivationError
+from gradcheck.evaluation import validated_point as core_validated_point
 from gradcheck.references.autograd import call_forward
 from gradcheck.report import Example, Report
 
