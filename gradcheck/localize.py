@@ -28,7 +28,7 @@ import os
 import sys
 import textwrap
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from types import FrameType
 from typing import Any
 
@@ -40,7 +40,7 @@ from gradcheck.backward import DTYPES, single_threaded_blas
 from gradcheck.derivation import Derivation
 from gradcheck.evaluation import evaluate, make_options
 from gradcheck.references.autograd import as_tensor
-from gradcheck.report import Example, Localization, Report
+from gradcheck.report import Example, GradientPair, Localization, Report
 from gradcheck.tolerances import for_dtype
 
 __all__ = ["localize"]
@@ -204,6 +204,7 @@ class Event:
     value: np.ndarray
     before: dict[str, np.ndarray]  # the arrays of the frame just before the line ran
     occurrence: int  # how many times this (file, line, variable) was recorded before
+    counters: dict[str, int] = field(default_factory=dict)  # the frame's int locals
 
 
 def _as_array(value: Any) -> np.ndarray | None:
@@ -279,7 +280,12 @@ class _Tracer:
                 self.replaced = True
                 value = wanted[4]
                 now[name] = np.array(value)
-            self.events.append(Event(filename, line, name, value, before, occurrence))
+            counters = {
+                k: v
+                for k, v in frame.f_locals.items()
+                if isinstance(v, int) and not isinstance(v, bool)
+            }
+            self.events.append(Event(filename, line, name, value, before, occurrence, counters))
         if event == "return":
             self.frames.pop(id(frame), None)
             caller = frame.f_back
@@ -582,7 +588,60 @@ def _moved_failing_points(derivation: Derivation, report: Report) -> Iterator[Re
             yield other
 
 
-def _localize(derivation: Derivation, report: Report, example: Example) -> Localization | None:
+def _localize(
+    derivation: Derivation, report: Report, example: Example, *, windows: bool = True
+) -> Localization | None:
+    found = _localize_at(derivation, report, example)
+    if found is None and windows:
+        found = _in_a_window(derivation, report, example)
+    return found
+
+
+# Positions of grad_output tried one at a time for a loop's first wrong window.
+MAX_WINDOWS = 64
+
+
+def _in_a_window(derivation: Derivation, report: Report, example: Example) -> Localization | None:
+    """A gradient accumulated in a loop (``dx[n] += w @ dout[n]``, one window of a pool at a
+    time) matches nothing until its last iteration. With grad_output non-zero at one position
+    only, one iteration adds to it, and the lines' values are those of that window alone:
+    the first position whose gradients come out wrong is traced like a straight-line
+    backward, and its window named."""
+    if example.grad_output is None:
+        return None
+    grad_output = np.asarray(example.grad_output, dtype=np.float64)
+    if grad_output.size < 2:
+        return None
+    tolerance = for_dtype(report.dtype)
+    for position in range(min(grad_output.size, MAX_WINDOWS)):
+        one = np.zeros_like(grad_output)
+        one.flat[position] = grad_output.flat[position] or 1.0
+        at = replace(example, grad_output=one)
+        quantities = _spec_quantities(derivation, at)
+        references = {
+            name: q.value
+            for q in quantities
+            if q.forward is not None
+            and not q.forward.operands
+            and (name := q.forward.name or "") in report.gradients
+        }
+        hand = _run(derivation, at, report.dtype, _Tracer())
+        if hand is None or set(references) != set(report.gradients):
+            return None
+        pairs = {n: GradientPair(hand[n], references[n]) for n in references}
+        if all(np.all(np.abs(p.hand - p.reference) <= tolerance.allowed(p.reference))
+               for p in pairs.values()):  # fmt: skip
+            continue
+        found = _localize_at(derivation, replace(report, example=at, gradients=pairs), at)
+        if found is None:
+            return None
+        index = np.unravel_index(position, grad_output.shape)
+        where = f"grad_output{tuple(int(i) for i in index)}"
+        return replace(found, detail=f"{found.detail} It first goes wrong for {where}.")
+    return None
+
+
+def _localize_at(derivation: Derivation, report: Report, example: Example) -> Localization | None:
     quantities = _spec_quantities(derivation, example)
     tracer = _Tracer()
     if _run(derivation, example, report.dtype, tracer) is None or tracer.overflow:
@@ -591,19 +650,33 @@ def _localize(derivation: Derivation, report: Report, example: Example) -> Local
     known: dict[tuple[str, str], Quantity | None] = {}  # (file, variable) -> what it matched
     matched: list[tuple[Event, Quantity]] = []
     trials = 0
+    # The last event of each local: whether a value is updated after a line.
+    last = {(e.file, e.variable): i for i, e in enumerate(tracer.events)}
     for index, event in enumerate(tracer.events):
         implied = _implied(event.variable, quantities)
         quantity = _matches(event.value, quantities, rtol, implied, event.variable)
         # What the line read is judged by the values before it ran (grad_h in grad_h[m] = 0).
         reads_known = dict(known)
+        previous = event.before.get(event.variable)
+        if (
+            quantity is None
+            and (event.file, event.variable) in reads_known
+            and (previous is not None and np.array_equal(previous, event.value))
+        ):
+            continue  # unchanged (dx[n] += 0 where grad_output is 0): as right as it was
+        if (
+            quantity is None
+            and not event.value.any()
+            and ((event.file, event.variable) not in reads_known)
+            and last[(event.file, event.variable)] > index
+        ):
+            known[(event.file, event.variable)] = _ZEROS  # dx = np.zeros_like(x), added to later
+            continue
         known[(event.file, event.variable)] = quantity
         if quantity is not None:
             if quantity.name is None and quantity.forward is None and quantity.operands:
                 quantity.name = event.variable  # the spec's value goes by the user's name now
-            later = any(
-                e.file == event.file and e.variable == event.variable
-                for e in tracer.events[index + 1 :]
-            )
+            later = last[(event.file, event.variable)] > index
             # A forward value another local already goes by, never updated after: a copy
             # (x = cache), or a step of the forward left out (h_relu = h.copy()).
             alias = quantity.forward is None and quantity.name not in (None, event.variable)
@@ -658,6 +731,11 @@ def _localize(derivation: Derivation, report: Report, example: Example) -> Local
         if alias:
             matched.append((event, quantity))  # type: ignore[arg-type]
     return _in_return(tracer, report, known, matched, rtol)
+
+
+def _unknown(status: Quantity | None) -> bool:
+    """Not known to be right: unmatched, or zeros nothing has added to yet."""
+    return status is None or status is _ZEROS
 
 
 def _returned_parts(statement: str, value: Any) -> list[tuple[ast.expr, Any]]:
@@ -717,7 +795,7 @@ def _in_return(
             if len(names) != 1:
                 continue
             reads = {n.id for n in ast.walk(expression) if isinstance(n, ast.Name)}
-            if any(known.get((file, n), _INPUT) is None for n in reads):
+            if any(_unknown(known.get((file, n), _INPUT)) for n in reads):
                 return None  # it reads a value not known to be right: the blame may lie before
             blamed.append((names[0], expression))
         if blamed:
@@ -752,6 +830,27 @@ def _in_return(
     )  # fmt: skip
 
 
+@functools.lru_cache(maxsize=4096)
+def _loop_names(filename: str, line: int) -> tuple[str, ...]:
+    """The names the ``for`` loops around a line count with, outermost first."""
+    try:
+        tree = ast.parse("".join(linecache.getlines(filename)))
+    except (SyntaxError, ValueError):
+        return ()
+    names: list[str] = []
+    for node in ast.walk(tree):  # breadth first: an outer loop before the loops inside it
+        if isinstance(node, ast.For) and node.lineno < line <= (node.end_lineno or 0):
+            names += [n.id for n in ast.walk(node.target) if isinstance(n, ast.Name)]
+    return tuple(names)
+
+
+def _iteration(event: Event) -> str:
+    """', in the iteration n=1, i=0' for a line inside loops; nothing elsewhere."""
+    counted = [f"{n}={event.counters[n]}" for n in _loop_names(event.file, event.line)
+               if n in event.counters]  # fmt: skip
+    return f", in the iteration {', '.join(counted)}" if counted else ""
+
+
 def _implied(variable: str, quantities: list[Quantity]) -> Quantity | None:
     """What a name says a value is: ``grad_h`` is dL/dh once a local ``h`` matched."""
     stem = _gradient_stem(variable)
@@ -765,6 +864,9 @@ def _implied(variable: str, quantities: list[Quantity]) -> Quantity | None:
 
 _INPUT = Quantity(np.zeros(0), "input")  # an argument, never reassigned: as given
 _LOCAL = Quantity(np.zeros(0), "local derivative")  # right, but no value of the spec's
+# Zeros a local starts from (dx = np.zeros_like(x)) before a loop adds to it: no value of the
+# spec's, and no mistake yet; a line that adds to them is judged by substitution.
+_ZEROS = Quantity(np.zeros(0), "zeros")
 
 
 def _local_derivative(value: np.ndarray, quantities: list[Quantity], rtol: float) -> bool:
@@ -815,7 +917,7 @@ def _found(
         operands[event.variable] = arrays_read[event.variable]
     detail = (
         f"{event.variable} should equal {described} but differs at {int(wrong.sum())} of "
-        f"{wrong.size} elements{_where(wrong, operands)}."
+        f"{wrong.size} elements{_where(wrong, operands)}{_iteration(event)}."
     )
     before = [(e, q) for e, q in matched if e.file == event.file]
     names: list[str] = []

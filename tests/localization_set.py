@@ -196,6 +196,93 @@ def multiline_transposed(x, y, w1, w2):
 # fmt: on
 
 
+# -- gradients accumulated in a loop, one window or sample at a time -------------------------
+
+
+def affine_forward(x, w, b):
+    return x @ w + b, (x, w, b)
+
+
+def affine_loop_transposed(dout, cache):
+    x, w, _b = cache
+    dx, dw = np.zeros_like(x), np.zeros_like(w)
+    for n in range(x.shape[0]):
+        dx[n] += w @ dout[n] * 0.5  # halved
+        dw += np.outer(x[n], dout[n])
+    return dx, dw, dout.sum(axis=0)
+
+
+def affine_loop_weight_from_dout_twice(dout, cache):
+    x, w, _b = cache
+    dx, dw = np.zeros_like(x), np.zeros_like(w)
+    for n in range(x.shape[0]):
+        dx[n] += w @ dout[n]
+        dw += np.outer(x[n], dout[n]) * (n + 1)  # scaled by the sample's position
+    return dx, dw, dout.sum(axis=0)
+
+
+def affine_loop_bias_squared(dout, cache):
+    x, w, b = cache
+    dx, dw, db = np.zeros_like(x), np.zeros_like(w), np.zeros_like(b)
+    for n in range(x.shape[0]):
+        dx[n] += w @ dout[n]
+        dw += np.outer(x[n], dout[n])
+        db += dout[n] ** 2  # squared
+    return dx, dw, db
+
+
+def max_pool_forward(x):
+    n_, c_, h, w = x.shape
+    out = np.zeros((n_, c_, h // 2, w // 2))
+    for i in range(h // 2):
+        for j in range(w // 2):
+            out[:, :, i, j] = x[:, :, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2].max(axis=(2, 3))
+    return out, x
+
+
+def max_pool_backward_swapped(dout, cache):
+    x = cache
+    dx = np.zeros_like(x)
+    for n in range(x.shape[0]):
+        for c in range(x.shape[1]):
+            for i in range(dout.shape[2]):
+                for j in range(dout.shape[3]):
+                    window = x[n, c, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2]
+                    a, b = np.unravel_index(np.argmax(window), (2, 2))
+                    dx[n, c, 2 * i + b, 2 * j + a] += dout[n, c, i, j]  # a and b swapped
+    return dx
+
+
+def max_pool_backward_to_the_window(dout, cache):
+    x = cache
+    dx = np.zeros_like(x)
+    for n in range(x.shape[0]):
+        for c in range(x.shape[1]):
+            for i in range(dout.shape[2]):
+                for j in range(dout.shape[3]):
+                    dx[n, c, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2] += dout[n, c, i, j] / 4
+    return dx
+
+
+def _affine(backward) -> Derivation:
+    return course_layer(
+        affine_forward,
+        backward,
+        spec=lambda x, w, b: x @ w + b,
+        shapes={"x": ("N", "D"), "w": ("D", "M"), "b": ("M",)},
+    )
+
+
+def _max_pool_layer(backward) -> Derivation:
+    return course_layer(
+        max_pool_forward,
+        backward,
+        spec=lambda x: torch.nn.functional.max_pool2d(x, 2, 2),
+        shapes={"x": ("N", "C", "H", "W")},
+        dims={"H": (2, 6), "W": (2, 6)},
+    )
+
+
 # -- straight-line slips (the finder's first class, as a control) ------------------------------
 
 
@@ -294,6 +381,17 @@ CASES: tuple[Case, ...] = (
          _net(multiline_missing_factor), "grad_y_pred = (", "grad_y_pred"),
     Case("a doubled product over four lines", "multi-line statement",
          _net(multiline_transposed), "grad_w2 = np.dot(", "grad_w2"),
+    Case("dx halved per sample", "loop", _affine(affine_loop_transposed),
+         "dx[n] += w @ dout[n] * 0.5", "dx"),
+    Case("dw scaled by the sample's position", "loop", _affine(affine_loop_weight_from_dout_twice),
+         "dw += np.outer(x[n], dout[n]) * (n + 1)", "dw"),
+    Case("db accumulates squares", "loop", _affine(affine_loop_bias_squared),
+         "db += dout[n] ** 2", "db"),
+    Case("max pool with the offsets swapped", "loop", _max_pool_layer(max_pool_backward_swapped),
+         "dx[n, c, 2 * i + b, 2 * j + a] += dout[n, c, i, j]", "dx"),
+    Case("max pool spread over the window", "loop",
+         _max_pool_layer(max_pool_backward_to_the_window),
+         "dx[n, c, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2] += dout[n, c, i, j] / 4", "dx"),
     Case("a mask from the wrong side", "straight line", _net(mask_threshold),
          "grad_h = grad_h_relu * (h < 0)", "grad_h"),
     Case("grad_y_pred of the wrong sign", "straight line", _net(grad_y_pred_sign),
