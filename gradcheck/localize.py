@@ -597,8 +597,10 @@ def _localize(
     return found
 
 
-# Positions of grad_output tried one at a time for a loop's first wrong window.
+# Positions of grad_output tried one at a time for a loop's first wrong window, at examples
+# of at most this many input elements (each position reruns the spec and the backward).
 MAX_WINDOWS = 64
+MAX_WINDOW_ELEMENTS = 4096
 
 
 def _in_a_window(derivation: Derivation, report: Report, example: Example) -> Localization | None:
@@ -608,6 +610,8 @@ def _in_a_window(derivation: Derivation, report: Report, example: Example) -> Lo
     the first position whose gradients come out wrong is traced like a straight-line
     backward, and its window named."""
     if example.grad_output is None:
+        return None
+    if sum(np.size(v) for v in example.inputs.values()) > MAX_WINDOW_ELEMENTS:
         return None
     grad_output = np.asarray(example.grad_output, dtype=np.float64)
     if grad_output.size < 2:
