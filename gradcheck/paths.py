@@ -22,6 +22,7 @@ PATHS = {
     "noise floor": "the point's rounding noise measured to widen an allowance",
     "dtype rounding": "torch's own float32 rounding measured to widen an allowance",
     "special point": "a point made special (zeros, ties, equal rows) on purpose",
+    "autograd noise": "a probe that differs from autograd by no more than autograd's rounding",
     "narrower step": "a finite difference at a step narrower than the usual one",
     "bounded step": "a finite-difference step shortened to stay inside the bounds",
     "subgradient": "a hand gradient accepted as another subgradient at a kink",

@@ -117,9 +117,28 @@ class _Point:
     failures: list[Problem] = field(default_factory=list)
     doubts: list[Problem] = field(default_factory=list)  # the derivation not judged
     probes: int = 0
+    measured_floors: dict[str, float] | None = None  # see floors()
 
     def add(self, problem: Problem) -> None:
         (self.doubts if problem.kind in DOUBTS else self.failures).append(problem)
+
+    def floors(self) -> dict[str, float]:
+        """The noise floor of each input, and under 'dtype:name' the rounding of torch's
+        own gradient in the check's dtype (float32 only); measured once, when first asked
+        for: they cost autograd calls."""
+        if self.measured_floors is None:
+            noise = noise_floors(
+                self.derivation, self.point, self.autograd, self.params, self.options, self.rng
+            )
+            rounding = dtype_rounding(
+                self.derivation, self.point, self.autograd, self.params, self.options
+            )
+            took("noise floor")
+            if rounding:
+                took("dtype rounding")
+            dtype = {f"dtype:{name}": value for name, value in rounding.items()}
+            self.measured_floors = {**noise, **dtype}
+        return self.measured_floors
 
 
 def _evaluate(
@@ -265,7 +284,6 @@ def _compare(at: _Point) -> tuple[dict[str, GradientPair], dict[str, Compared]]:
     )
     tolerance = for_dtype(options.dtype)
     scale = scale_floors(derivation, at.point, tolerance, autograd)
-    floors: dict[str, float] | None = None  # noise and dtype rounding, measured when needed
     pairs: dict[str, GradientPair] = {}
     compared: dict[str, Compared] = {}
     for name in derivation.wrt:
@@ -283,7 +301,7 @@ def _compare(at: _Point) -> tuple[dict[str, GradientPair], dict[str, Compared]]:
         if not allowance.holds(hand_grad):
             # The point's own floors only widen the allowance; they cost autograd calls, so
             # they are measured only where the narrower allowance is exceeded.
-            floors = _point_floors(at) if floors is None else floors
+            floors = at.floors()
             rounding = floors.get(f"dtype:{name}", 0.0)
             largest = float(np.max(np.abs(reference), initial=0.0))
             if rounding > 0.0 and rounding >= UNRESOLVABLE_SHARE * largest:
@@ -298,17 +316,6 @@ def _compare(at: _Point) -> tuple[dict[str, GradientPair], dict[str, Compared]]:
         pairs[name] = GradientPair(hand=hand_grad, reference=reference, allowed=allowed)
         compared[name] = (hand_grad, reference, allowance, mismatch)
     return pairs, compared
-
-
-def _point_floors(at: _Point) -> dict[str, float]:
-    """The noise floor of each input, and under 'dtype:name' the rounding of torch's own
-    gradient in the check's dtype (float32 only)."""
-    noise = noise_floors(at.derivation, at.point, at.autograd, at.params, at.options, at.rng)
-    rounding = dtype_rounding(at.derivation, at.point, at.autograd, at.params, at.options)
-    took("noise floor")
-    if rounding:
-        took("dtype rounding")
-    return {**noise, **{f"dtype:{name}": value for name, value in rounding.items()}}
 
 
 def _undefined_problem(name: str) -> Problem:
@@ -402,9 +409,14 @@ def _probe_input(
         rng = np.random.default_rng(at.direction_seeds[name] + 1)
         return probe_directions(at.point[name].shape, TIE_DIRECTIONS, 0, rng)[0]
 
+    def autograd_noise(direction: np.ndarray) -> float:
+        """Autograd's own rounding along ``direction``: its noise floor (how far its
+        gradient moves when the inputs move by a few eps) spread over the direction."""
+        return at.floors()[name] * float(np.abs(direction).sum())
+
     found, count = judge_probes(
         at.spec(), name, directions, unit, hand_grad, reference, allowance, at.jumps,
-        screen=agreeing, extra=tie_probes,
+        screen=agreeing, extra=tie_probes, autograd_noise=autograd_noise,
     )  # fmt: skip
     at.probes += count
     for problem in found:
