@@ -42,24 +42,23 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"gradcheck: error: {message} (see gradcheck --help)\n")
 
 
-def _positive(text: str) -> int:
+def _whole_number(text: str, *, least: int, rule: str) -> int:
+    """``text`` as an int of at least ``least``; ``rule`` says that bound in the error."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"{rule}, got {value}")
     return value
+
+
+def _positive(text: str) -> int:
+    return _whole_number(text, least=1, rule="must be at least 1")
 
 
 def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+    return _whole_number(text, least=0, rule="must be >= 0")
 
 
 def _seconds(text: str) -> float | None:
