@@ -109,13 +109,7 @@ def gradient_names(
                 f"{where}: grads names {grad!r}, an integer input; integer inputs are never "
                 "differentiated, so leave it out of grads."
             )
-        if grad not in shapes:
-            close = difflib.get_close_matches(str(grad), list(shapes), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise DerivationError(
-                f"{where}: grads names {grad!r}, which has no entry in shapes (inputs: "
-                f"{', '.join(shapes)}){hint}"
-            )
+        _require_input(where, "grads", grad, shapes)
     return tuple(grads)
 
 
@@ -161,11 +155,16 @@ def require_names(
             f"{where}: {role}={names!r} must be a sequence of input names, e.g. {role}=('mask',)."
         )
     for name in names:
-        if name not in shapes:
-            close = difflib.get_close_matches(str(name), list(shapes), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise DerivationError(
-                f"{where}: {role} names {name!r}, which has no entry in shapes (inputs: "
-                f"{', '.join(shapes)}){hint}"
-            )
+        _require_input(where, role, name, shapes)
     return tuple(names)
+
+
+def _require_input(where: str, role: str, name: str, shapes: Mapping[str, Any]) -> None:
+    """``name``, given in ``role=``, is an input of ``shapes``; else the closest one."""
+    if name not in shapes:
+        close = difflib.get_close_matches(str(name), list(shapes), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise DerivationError(
+            f"{where}: {role} names {name!r}, which has no entry in shapes (inputs: "
+            f"{', '.join(shapes)}){hint}"
+        )
