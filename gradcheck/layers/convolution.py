@@ -7,6 +7,7 @@ back to the elements of its window, adding where windows overlap (stride < windo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -88,6 +89,20 @@ def _pool_geometry(
     return ph, pw, stride, 1 + (height - ph) // stride, 1 + (width - pw) // stride
 
 
+def _pooled(
+    x: np.ndarray, pool_param: dict[str, Any], reduce: Callable[..., np.ndarray]
+) -> np.ndarray:
+    """``reduce`` (np.max, np.mean) of each window of ``x``: (N, C, H_out, W_out)."""
+    ph, pw, stride, h_out, w_out = _pool_geometry(x.shape, pool_param)
+    n, c, _, _ = x.shape
+    out = np.zeros((n, c, h_out, w_out), dtype=x.dtype)
+    for i in range(h_out):
+        for j in range(w_out):
+            window = x[:, :, i * stride : i * stride + ph, j * stride : j * stride + pw]
+            out[:, :, i, j] = reduce(window, axis=(2, 3))
+    return out
+
+
 def max_pool_forward_naive(x: np.ndarray, pool_param: dict[str, Any]) -> tuple[np.ndarray, Cache]:
     """The maximum of each ``pool_height`` x ``pool_width`` window of ``x`` (N, C, H, W),
     windows ``pool_param["stride"]`` apart.
@@ -96,14 +111,7 @@ def max_pool_forward_naive(x: np.ndarray, pool_param: dict[str, Any]) -> tuple[n
     >>> max_pool_forward_naive(x, {"pool_height": 2, "pool_width": 2, "stride": 1})[0]
     array([[[[4., 5.]]]])
     """
-    ph, pw, stride, h_out, w_out = _pool_geometry(x.shape, pool_param)
-    n, c, _, _ = x.shape
-    out = np.zeros((n, c, h_out, w_out), dtype=x.dtype)
-    for i in range(h_out):
-        for j in range(w_out):
-            window = x[:, :, i * stride : i * stride + ph, j * stride : j * stride + pw]
-            out[:, :, i, j] = window.max(axis=(2, 3))
-    return out, (x, pool_param)
+    return _pooled(x, pool_param, np.max), (x, pool_param)
 
 
 def max_pool_backward_naive(dout: np.ndarray, cache: Cache) -> np.ndarray:
@@ -132,14 +140,7 @@ def avg_pool_forward_naive(x: np.ndarray, pool_param: dict[str, Any]) -> tuple[n
     >>> avg_pool_forward_naive(x, {"pool_height": 2, "pool_width": 3, "stride": 1})[0]
     array([[[[2.5]]]])
     """
-    ph, pw, stride, h_out, w_out = _pool_geometry(x.shape, pool_param)
-    n, c, _, _ = x.shape
-    out = np.zeros((n, c, h_out, w_out), dtype=x.dtype)
-    for i in range(h_out):
-        for j in range(w_out):
-            window = x[:, :, i * stride : i * stride + ph, j * stride : j * stride + pw]
-            out[:, :, i, j] = window.mean(axis=(2, 3))
-    return out, (x.shape, pool_param)
+    return _pooled(x, pool_param, np.mean), (x.shape, pool_param)
 
 
 def avg_pool_backward_naive(dout: np.ndarray, cache: Cache) -> np.ndarray:
