@@ -29,7 +29,7 @@ from hypothesis.errors import FailedHealthCheck, Flaky, NoSuchExample, Unsatisfi
 
 from gradcheck.backward import single_threaded_blas
 from gradcheck.checking import with_diagnoses
-from gradcheck.derivation import Derivation, DerivationError
+from gradcheck.derivation import Derivation, DerivationError, ParamChoices
 from gradcheck.determinism import nondeterminism
 from gradcheck.evaluation import Options, evaluate, make_options, require_derivation, whole
 from gradcheck.explain_failure import explain_failure
@@ -272,6 +272,24 @@ class _Search:
             # backward answers differently for the same inputs. The final evaluation of
             # the failing point names that (``nondeterminism``).
             return None
+
+    def lower_params(self, failing: Example) -> Example:
+        """Lower each param to the simplest value at which a random point still fails: an
+        earlier choice of a list, a smaller int. A failure met at layers=2 is reported at
+        layers=1 when it fails there too. Float ranges are left as found."""
+        rng = np.random.default_rng(self.options.seed + 2)
+        best = failing
+        for name, choice in self.derivation.param_choices.items():
+            for value in _simpler_values(choice, best.params[name]):
+                params = {**best.params, name: value}
+                sizes = self._repaired(best.dims, params)
+                if not self._consistent(sizes, params):
+                    continue
+                found = self._random_failure(sizes, params, rng, best.special)
+                if found is not None:
+                    best = found
+                    break
+        return best
 
     def lower_dims(self, failing: Example) -> Example:
         """Lower each dim to the smallest size at which a random point still fails: every
@@ -528,6 +546,7 @@ def _search(derivation: Derivation, search: _Search, options: Options, budget: i
         search.found_after = search.examples
         search.first_failing = failing
         search.shrink_limit = search.examples + SHRINK_BUDGET * budget
+        failing = search.lower_params(failing)
         failing = search.lower_dims(failing)
         failing = search.simplify_values(failing, budget)
     if search.declaration_error is not None:
@@ -618,6 +637,36 @@ def _with_nondeterminism(derivation: Derivation, report: Report, search: _Search
     if report.verdict == "fail":
         return replace(report, problems=(*report.problems, problem))
     return replace(report, verdict="fail", problems=(problem, *report.problems), inconclusive=0)
+
+
+# Simpler values of a param tried, simplest first, before the one a failure was found at.
+SIMPLER_PARAM_VALUES = 8
+
+
+def _simpler_values(choice: ParamChoices, current: Any) -> list[Any]:
+    """The values of ``choice`` simpler than ``current``, simplest first: the choices before
+    it in a list, the ints below it in a range (at most ``SIMPLER_PARAM_VALUES``)."""
+    if choice.continuous:
+        return []
+    if choice.low is not None and choice.high is not None:
+        if not isinstance(current, int) or isinstance(current, bool):
+            return []
+        return list(range(int(choice.low), current))[:SIMPLER_PARAM_VALUES]
+    earlier = []
+    for value in choice.choices:
+        if value is current or _same(value, current):
+            break
+        earlier.append(value)
+    else:
+        return []  # not among the choices: nothing is known to be simpler
+    return earlier[:SIMPLER_PARAM_VALUES]
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # arrays and other values without a plain equality
+        return False
 
 
 def _failed(report: Report) -> bool:

@@ -575,3 +575,36 @@ def test_autograds_rounding_of_a_zero_gradient_is_no_evidence_against_the_spec()
         params={"eps0": [1e-5, 1e-3], "eps2": [1e-5, 1e-3]},
     )
     assert _verdict(shifted, 4, max_examples=20) == "pass"
+
+
+def _tanh_layers(x, layers):
+    for _ in range(layers):
+        x = torch.tanh(x)
+    return x.sum()
+
+
+def _tanh_layers_off(x, layers):  # wrong by a factor 1.5 at every depth
+    inputs = [x]
+    for _ in range(layers):
+        inputs.append(np.tanh(inputs[-1]))
+    gradient = np.ones_like(x)
+    for value in reversed(inputs[:-1]):
+        gradient = gradient * (1 - np.tanh(value) ** 2)
+    return {"x": 1.5 * gradient}
+
+
+@pytest.mark.parametrize("params", [{"layers": (1, 4)}, {"layers": [1, 2, 3]}])
+def test_a_failure_found_at_a_high_param_is_lowered_to_the_simplest_that_fails(params):
+    from gradcheck.evaluation import make_options
+    from gradcheck.report import Example
+    from gradcheck.search import _Search
+
+    deep = Derivation(
+        name="deep", forward=_tanh_layers, backward=_tanh_layers_off,
+        shapes={"x": ("N",)}, wrt=["x"], params=params,
+    )  # fmt: skip
+    search = _Search(deep, make_options("float64", 16, 32, 0))
+    found_at_three = Example(
+        dims={"N": 2}, inputs={"x": np.array([0.3, -0.7])}, params={"layers": 3}
+    )
+    assert search.lower_params(found_at_three).params == {"layers": 1}
