@@ -333,17 +333,11 @@ def reentrant_check(run: Run) -> list[Problem]:
         second = twice.second[name]
         if first is None or second is None or first.shape != second.shape:
             continue
-        mismatch, _ = differs(
-            as_numpy(second),
-            as_numpy(first),
-            run.tolerance,
-            parameter=name,
-            reference="the first backward through it",
-            same_function=True,
-        )
-        if mismatch is not None:
-            what, why = messages.not_reentrant(name, edited)
-            problems.append(plain_difference(check, mismatch, what, why))
+        what, why = messages.not_reentrant(name, edited)
+        problems += _differing(
+            run, check, name, as_numpy(second), as_numpy(first),
+            reference="the first backward through it", what=what, hint=why,
+        )  # fmt: skip
     return problems
 
 
@@ -686,20 +680,11 @@ def vmap_check(run: Run) -> list[Problem]:
                 Problem(check, messages.vmap_shape(name, got.shape, expected.shape), name)
             )
             continue
-        mismatch, _ = differs(
-            got,
-            expected,
-            run.tolerance,
-            parameter=name,
+        problems += _differing(
+            run, check, name, got, expected,
             reference="the same Function applied to each member in a loop",
-            same_function=True,
-        )
-        if mismatch is not None:
-            problems.append(
-                plain_difference(
-                    check, mismatch, messages.vmap_result(name, VMAP_BATCH), messages.VMAP_HINT
-                )
-            )
+            what=messages.vmap_result(name, VMAP_BATCH), hint=messages.VMAP_HINT,
+        )  # fmt: skip
     return problems
 
 
@@ -710,18 +695,27 @@ def agreement_check(run: Run, cpu: Run) -> list[Problem]:
     pairs = [("output", run.output, cpu.output)]
     pairs += [(n, run.gradients[n], cpu.gradients[n]) for n in cpu.gradients if n in run.gradients]
     for name, got, expected in pairs:
-        mismatch, _ = differs(
-            got,
-            expected,
-            run.tolerance,
-            parameter=name,
-            reference="the Function's result on the CPU",
-            same_function=True,
-        )
-        if mismatch is not None:
-            problems.append(
-                plain_difference(
-                    check, mismatch, f"the Function's {name} on CUDA", messages.CUDA_HINT
-                )
-            )
+        problems += _differing(
+            run, check, name, got, expected, reference="the Function's result on the CPU",
+            what=f"the Function's {name} on CUDA", hint=messages.CUDA_HINT,
+        )  # fmt: skip
     return problems
+
+
+def _differing(
+    run: Run,
+    check: str,
+    name: str,
+    got: np.ndarray,
+    expected: np.ndarray,
+    *,
+    reference: str,
+    what: str,
+    hint: str,
+) -> list[Problem]:
+    """The problem, if any, where the Function run one way (``got``) gives ``name`` other
+    than it gives run another (``expected``) by more than the dtype's rounding."""
+    mismatch, _ = differs(
+        got, expected, run.tolerance, parameter=name, reference=reference, same_function=True
+    )
+    return [] if mismatch is None else [plain_difference(check, mismatch, what, hint)]
