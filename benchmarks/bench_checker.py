@@ -19,7 +19,7 @@ from threadpoolctl import ThreadpoolController
 
 from benchmarks import steps
 from benchmarks.conftest import Bench
-from gradcheck import check, verify
+from gradcheck import check
 from gradcheck.derivations import BUILTINS, two_layer
 
 CANONICAL = steps.SEEDS_SIZE
@@ -103,30 +103,14 @@ def test_torch_gradcheck_cost(bench: Bench, backward: str) -> None:
 
 @pytest.mark.parametrize("derivation", BUILTINS, ids=lambda d: d.name)
 def test_verify_rate(bench: Bench, derivation: Any) -> None:
-    # Small shapes: each dim over its declared range (1..16 unless the derivation says).
-    examples = 20 if bench.timed else 2
     bench.benchmark.group = "verify examples per second"
-    info = {
-        "net": "checker",
-        "impl": "gradcheck_verify",
-        "device": "cpu",
-        "dtype": "float64",
-        "size": "dims 1..16",
-        "N": None,
-        "D_in": None,
-        "H": None,
-        "D_out": None,
-        "derivation": derivation.name,
-    }
-    report = bench(
-        lambda: verify(derivation, max_examples=examples, seed=0),
-        info=info,
+    report = bench.verify(
+        derivation,
+        examples=20 if bench.timed else 2,
+        impl="gradcheck_verify",
         library="mixed",
-        flops=None,
-        rounds=3,
+        derivation=derivation.name,
     )
-    assert report.ok, str(report)
-    bench.benchmark.extra_info["examples"] = report.examples
     if bench.timed:
         best = bench.benchmark.stats.stats.min
         bench.benchmark.extra_info["examples_per_s"] = float(np.float64(report.examples) / best)

@@ -8,13 +8,10 @@ about 3x. ``python -m pytest benchmarks/bench_functions.py --benchmark-only``.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 import torch
 
 from benchmarks.conftest import Bench
-from gradcheck import verify
 from gradcheck.derivations.relu_function import MyReLU
 from gradcheck.functions import CHECKS, function_derivation
 from tests import function_mutants as mutants
@@ -38,26 +35,11 @@ def test_function_checks_cost(bench: Bench, function: str, checks: str) -> None:
     derivation = function_derivation(
         function_class, spec=spec, shapes=shapes, wrt=["x"], checks=chosen
     )
-    examples = 50 if bench.timed else 2
     bench.benchmark.group = f"function checks: {function}"
-    info: dict[str, Any] = {
-        "net": "checker",
-        "impl": f"verify {checks}",
-        "device": "cpu",
-        "dtype": "float64",
-        "size": "dims 1..16",
-        "N": None,
-        "D_in": None,
-        "H": None,
-        "D_out": None,
-        "function": function,
-    }
-    report = bench(
-        lambda: verify(derivation, max_examples=examples, seed=0),
-        info=info,
+    bench.verify(
+        derivation,
+        examples=50 if bench.timed else 2,
+        impl=f"verify {checks}",
         library="torch",
-        flops=None,
-        rounds=3,
+        function=function,
     )
-    assert report.ok, str(report)
-    bench.benchmark.extra_info["examples"] = report.examples

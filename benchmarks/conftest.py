@@ -22,6 +22,7 @@ from threadpoolctl import threadpool_info
 
 from benchmarks.results import add_peak_fractions
 from benchmarks.steps import Step, Unavailable
+from gradcheck import Derivation, Report, verify
 
 T = TypeVar("T")
 
@@ -99,6 +100,35 @@ class Bench:
             benchmark.extra_info["gflops"] = flops / best / 1e9
         benchmark.extra_info["minor_faults_per_step"] = _faults_per_call(run, best)
         return result
+
+    def verify(
+        self, derivation: Derivation, /, *, examples: int, impl: str, library: str, **extra: Any
+    ) -> Report:
+        """Time ``verify(derivation)`` over ``examples`` examples on small shapes (each dim
+        over its declared range, 1..16 unless the derivation says), three rounds; the report
+        must pass, and its example count is recorded."""
+        info = {
+            "net": "checker",
+            "impl": impl,
+            "device": "cpu",
+            "dtype": "float64",
+            "size": "dims 1..16",
+            "N": None,
+            "D_in": None,
+            "H": None,
+            "D_out": None,
+            **extra,
+        }
+        report = self(
+            lambda: verify(derivation, max_examples=examples, seed=0),
+            info=info,
+            library=library,
+            flops=None,
+            rounds=3,
+        )
+        assert report.ok, str(report)
+        self.benchmark.extra_info["examples"] = report.examples
+        return report
 
 
 def _machine_cpu() -> tuple[float, float, float] | None:
