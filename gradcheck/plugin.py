@@ -264,6 +264,11 @@ class DerivationItem(pytest.Item):
         if self._slow_text is not None:
             warnings.warn(pytest.PytestWarning(self._slow_text), stacklevel=1)
         self.user_properties.append(("gradcheck_seed", report.seed))
+        internal = [p for p in report.problems if p.kind == "internal"]
+        if internal:
+            # gradcheck's own bug, not the derivation's: one line, and the command to rerun
+            message = f"{internal[0].message} Rerun: {self._reproduce(report.seed)}"
+            pytest.fail(message, pytrace=False)
         if not report.ok:
             raise GradcheckFailure(replace(report, reproduce=self._reproduce(report.seed)))
 

@@ -35,3 +35,26 @@ def test_other_import_errors_are_left_to_pytest(pytester):
     result = pytester.runpytest("-p", "no:cacheprovider")
     assert result.ret != 0
     result.stdout.fnmatch_lines(["*RuntimeError: not ours*"])
+
+
+INTERNAL = """
+import gradcheck.evaluation.pipeline as stages
+from gradcheck import Derivation
+
+def broken(*args, **kwargs):
+    raise TypeError("a bug planted in the checker")
+
+stages.scale_floors = broken
+square = Derivation(name="square", forward=lambda x: (x**2).sum(),
+                    backward=lambda x: {"x": 2 * x}, shapes={"x": ("N",)}, wrt=["x"])
+"""
+
+
+def test_an_internal_error_of_gradcheck_is_one_line_naming_it_as_ours(pytester):
+    pytester.makepyfile(test_internal=INTERNAL)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--gradcheck-seed", "0")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["internal error of gradcheck, not of your code: TypeError: a bug planted*Rerun: pytest*"]
+    )
+    assert "Traceback" not in result.stdout.str()
