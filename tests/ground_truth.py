@@ -55,6 +55,19 @@ KNOWN_GAPS: dict[str, str] = {
         "differences 0 +- 5e-25) at seeds 4 and 6 of 0-11. "
         "/tmp/gt_repros/03_zero_gradient_rounding_error.py"
     ),
+    # float32 derivations of specs with an input near 1e8 (bounds narrower than 1e-4 of
+    # their size): drawn in float64 only, when another input is in wrt ...
+    "large_offset_float32": (
+        "issue 18 item 11 (allowances): d/dv of x + v with x ~ 1e8 is allowed |f|/rms(v) * "
+        "1e-4 ~ 6e3 in float32, so a sign-flipped d/dv passes at every seed. "
+        "/tmp/gt_repros/04_large_offset_scale_floor_float32.py"
+    ),
+    # ... and when that input itself is in wrt.
+    "float32_far_cancellation": (
+        "issue 18 items 10/11: a sign-flipped backward of layer_norm(x) @ y, x in "
+        "(1e8, 1e8 + 100), passes in float32 at 3 of 4 seeds (16 of 20 points inconclusive). "
+        "/tmp/gt_repros/05_far_layer_norm_fd_step.py"
+    ),
     "far_narrow_kink": (
         "issue 18 items 10/goal 2 (adaptive step): a sign-flipped backward of "
         "max(clamp(x, min=1e8 + 50)) on bounds (1e8, 1e8 + 100) passes in float32 at seed 1. "
@@ -393,6 +406,21 @@ OPS: dict[str, Op] = {
             lambda t, o, n: (-math.sqrt(n), math.sqrt(n)),
             "norm",
         ),
+        # Elementwise with a hyperparameter: an int power (1..3) and a float scale.
+        Op(
+            "power",
+            lambda t, stage, _i, params, _c: t ** params[stage.param],
+            lambda rank, i: _magnitude(i) <= 100.0,
+            lambda t, o, n: (-(max(1.0, _magnitude(t)) ** 3), max(1.0, _magnitude(t)) ** 3),
+            "elementwise",
+        ),
+        Op(
+            "scaled",
+            lambda t, stage, _i, params, _c: params[stage.param] * t,
+            lambda rank, i: _magnitude(i) <= LARGEST / 4,
+            lambda t, o, n: (-4 * _magnitude(t), 4 * _magnitude(t)),
+            "elementwise",
+        ),
         # Finite everywhere, with a gradient that is not where a row is constant (std) or
         # all zero (the norm): special points put them there.
         Op(
@@ -414,7 +442,9 @@ OPS: dict[str, Op] = {
         Op(
             "masked",
             lambda t, stage, _i, _p, _c: t[t > stage.value],
-            lambda rank, i: i[0] < i[1],
+            # not where float32 rounds coarsely against the range: there a float32 backward
+            # would keep other elements than the float64 spec (its shape is not the spec's)
+            lambda rank, i: _magnitude(i) <= 1e3 and i[1] - i[0] >= 1e-2 * _magnitude(i),
             lambda t, o, n: t,
             "index",
         ),
@@ -517,6 +547,8 @@ def _text(op: str, inner: str, stage: Stage, other: str | None) -> str:
         "log_softmax": f"log_softmax({inner}, dim={stage.axis})",
         "logsumexp": f"logsumexp({inner}{axis})",
         "layer_norm": f"layer_norm({inner}, eps={stage.param})",
+        "power": f"{inner}**{stage.param}",
+        "scaled": f"{stage.param} * {inner}",
         "std": f"std({inner}, dim=-1)",
         "l2norm": f"sqrt(sum({inner}**2, dim=-1))",
         "masked": f"{inner}[{inner} > {stage.value:.10g}]",
@@ -717,6 +749,10 @@ def _stage(
     """The stage of ``op`` on a running tensor of ``shape``: its new shape and interval, and
     the name of the input it brings in (None)."""
     rank = len(shape)
+    if op.name in ("power", "scaled"):
+        param = f"{'p' if op.name == 'power' else 'alpha'}{index}"
+        draft.params[param] = (1, 3) if op.name == "power" else (-4.0, 4.0)
+        return Stage(op.name, param=param), shape, op.interval(interval, interval, 1), None
     if op.kind in ("elementwise", "kink") and op.name != "clamp":
         return Stage(op.name), shape, op.interval(interval, interval, 1), None
     if op.name == "clamp":
@@ -832,6 +868,18 @@ def _stage(
         ),
         name,
     )
+
+
+def _dtypes(spec: Spec) -> tuple[str, ...]:
+    """float64 and float32, but float64 alone where KNOWN_GAPS leaves float32 out."""
+    far = [i for i in spec.inputs if i.bounds is not None and _far_narrow(i.bounds)]
+    if (
+        "large_offset_float32" in KNOWN_GAPS
+        and far
+        and any(i.wrt for i in spec.inputs if i not in far)
+    ) or ("float32_far_cancellation" in KNOWN_GAPS and any(i.wrt for i in far)):
+        return ("float64",)
+    return ("float64", "float32")
 
 
 def _far_narrow(interval: Interval) -> bool:
@@ -1133,7 +1181,7 @@ def derivations(
     ordered = tuple(mutation_kinds) == ("transposition",)  # it needs an input with an order
     spec = draw(specs(vector=vector, min_rank=max(min_rank, int(ordered)), first_in_wrt=ordered))
     backend = draw(st.sampled_from(("numpy", "torch")))
-    dtype = draw(st.sampled_from(("float64", "float32")))
+    dtype = draw(st.sampled_from(_dtypes(spec)))
     seed = draw(st.integers(0, 2**16))
     forms = [f for f in RETURN_FORMS[backend] if f not in KNOWN_GAPS]
     form = draw(st.sampled_from(forms)) if correct else RETURN_FORMS[backend][0]
@@ -1174,6 +1222,8 @@ def sample_point(spec: Spec, rng: np.random.Generator, *, highest: bool = True) 
     for name, declared in spec.params.items():
         if isinstance(declared, list):
             point[name] = declared[int(rng.integers(len(declared)))]
+        elif all(isinstance(bound, int) for bound in declared):
+            point[name] = int(rng.integers(declared[0], declared[1] + 1))
         else:
             point[name] = float(rng.uniform(*declared))
     for spec_input in spec.inputs:
@@ -1228,10 +1278,12 @@ def _output(spec: Spec, point: Mapping[str, Any]) -> torch.Tensor:
 def visible(gt: GroundTruth, *, points: int = 8, seed: int = 0) -> float:
     """The share of ``points`` random points of the spec (float64; grad_output standard normal,
     or ten times that) at which the mutation changes the gradient by more than 5% of its
-    largest element and more than 1e-6; for a stateful mutation, at the second call on a
-    point. A mutation visible at half the points or more must be failed by a search of
-    ``INNER_EXAMPLES``; one that shows only in a sliver of the domain (a factor on the part
-    of clamp(x**4, min=8) above the clamp) may be missed by a budget that small."""
+    largest element, more than 1e-6, and more than 1e-3 of the gradient's natural scale
+    |f| / rms(x) (ten times what the float32 tolerance allows); for a stateful mutation, at
+    the second call on a point. A mutation visible at half the points or more must be
+    failed by a search of ``INNER_EXAMPLES``; one that shows only in a sliver of the domain
+    (a factor on the part of clamp(x**4, min=8) above the clamp) may be missed by a budget
+    that small."""
     assert gt.mutation is not None
     rng = np.random.default_rng(seed)
     correct = make_backward(gt.spec, gt.backend, None)
@@ -1248,8 +1300,22 @@ def visible(gt: GroundTruth, *, points: int = 8, seed: int = 0) -> float:
             wrong(**arguments_for(gt, point, "float64", first_go))
         expected = correct(**arguments_for(gt, point, "float64", grad_output))
         got = wrong(**arguments_for(gt, point, "float64", grad_output))
-        shown += any(_differs(value, got[name]) for name, value in expected.items())
+        floor = 1e-3 * _natural_scale(gt.spec, point, grad_output)
+        shown += any(_differs(value, got[name], floor) for name, value in expected.items())
     return shown / points
+
+
+def _natural_scale(spec: Spec, point: Mapping[str, Any], grad_output: Any) -> float:
+    """|f| / rms(x): the size of the terms f sums (weighted by grad_output) over the size of
+    the inputs, as gradcheck scales its own allowances."""
+    output = _output(spec, point).numpy()
+    weighted = np.abs(output * (1.0 if grad_output is None else grad_output))
+    rms = max(
+        float(np.sqrt(np.mean(np.square(point[i.name])))) if np.size(point[i.name]) else 0.0
+        for i in spec.inputs
+        if i.indexes is None
+    )
+    return float(np.sum(weighted)) / rms if rms > 0 else 0.0
 
 
 def zero_gradient(spec: Spec, *, points: int = 3) -> bool:
@@ -1272,9 +1338,9 @@ def zero_gradient(spec: Spec, *, points: int = 3) -> bool:
     return bool(zero)
 
 
-def _differs(expected: Any, got: Any) -> bool:
+def _differs(expected: Any, got: Any, floor: float = 0.0) -> bool:
     e, g = np.asarray(expected), np.asarray(got)
     if e.shape != g.shape:
         return True
     difference = float(np.max(np.abs(e - g), initial=0.0))
-    return difference > max(0.05 * float(np.max(np.abs(e), initial=0.0)), 1e-6)
+    return difference > max(0.05 * float(np.max(np.abs(e), initial=0.0)), 1e-6, floor)

@@ -79,10 +79,9 @@ def _assert_failed(truth: gt.GroundTruth) -> None:
             f"a wrong derivation got {report.verdict!r} (wrong at {shown:.0%} of random "
             f"points)\n{truth.description}\n\n{report}"
         )
-    else:  # the mutation hardly changes this spec's gradient: no truth to hold it to
-        assert report.verdict in ("pass", "fail", "inconclusive"), (
-            f"{report.verdict!r}\n{truth.description}\n\n{report}"
-        )
+    # else the mutation hardly changes this spec's gradient (by less than the float32
+    # tolerance, or in a sliver of the domain): no truth to hold the verdict to, only that
+    # verify answers without raising.
 
 
 # -- correct derivations are never failed -----------------------------------------------------
