@@ -105,3 +105,21 @@ def test_a_gradient_wrong_otherwise_is_no_tie_claim(hand):
     x = np.array([[1.0, 1.0, 0.5, 2.0]])
     reference = np.array([[0.7, 0.0, 0.0, -0.3]])
     assert not [f for f in _findings(hand, reference, x) if f.key[0] == "tie"]
+
+
+def _median_to_every_tied_element(x, grad_output):
+    median = np.sort(x, axis=-1)[:, (x.shape[1] - 1) // 2][:, None]  # torch's lower median
+    return {"x": (x == median) * grad_output[:, None]}
+
+
+def test_a_median_sending_the_gradient_to_every_equal_element_is_told_so():
+    median = Derivation(
+        name="median",
+        forward=lambda x: x.median(-1).values,
+        backward=_median_to_every_tied_element,
+        shapes={"x": ("N", "D")},
+        wrt=["x"],
+    )
+    report = verify(median, seed=1, max_examples=100)
+    assert report.verdict == "fail"
+    assert [d for d in report.diagnoses if TIE in d and "every tied element" in d], report
