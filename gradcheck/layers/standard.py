@@ -94,32 +94,39 @@ def _elementwise(spec: Function) -> Callable[[Function, Function, str], Derivati
     return declare
 
 
-def _declare_batchnorm(forward: Function, backward: Function, name: str) -> Derivation:
-    return course_layer(
-        forward,
-        backward,
-        name=name,
-        spec=specs.batchnorm,
-        shapes={"x": ("N", "D"), "gamma": ("D",), "beta": ("D",)},
-        params={"eps": [1e-5, 1e-3, 1e-1]},
-        param_dict="bn_param",
-        fixed={"mode": "train"},
-        # train mode needs a batch: torch refuses to normalise a single sample
-        dims={"N": (2, 6), "D": (1, 5)},
-    )
+def _declare_norm(
+    spec: Function,
+    param_dict: str,
+    *,
+    dims: Mapping[str, tuple[int, int]],
+    fixed: Mapping[str, Any] | None = None,
+) -> Callable[[Function, Function, str], Derivation]:
+    """A normalisation of x (N, D) with gamma and beta (D,), its settings in ``param_dict``."""
+
+    def declare(forward: Function, backward: Function, name: str) -> Derivation:
+        return course_layer(
+            forward,
+            backward,
+            name=name,
+            spec=spec,
+            shapes={"x": ("N", "D"), "gamma": ("D",), "beta": ("D",)},
+            params={"eps": [1e-5, 1e-3, 1e-1]},
+            param_dict=param_dict,
+            fixed=fixed,
+            dims=dict(dims),
+        )
+
+    return declare
 
 
-def _declare_layernorm(forward: Function, backward: Function, name: str) -> Derivation:
-    return course_layer(
-        forward,
-        backward,
-        name=name,
-        spec=specs.layernorm,
-        shapes={"x": ("N", "D"), "gamma": ("D",), "beta": ("D",)},
-        params={"eps": [1e-5, 1e-3, 1e-1]},
-        param_dict="ln_param",
-        dims={"N": (1, 4), "D": (1, 6)},
-    )
+_declare_batchnorm = _declare_norm(
+    specs.batchnorm,
+    "bn_param",
+    fixed={"mode": "train"},
+    # train mode needs a batch: torch refuses to normalise a single sample
+    dims={"N": (2, 6), "D": (1, 5)},
+)
+_declare_layernorm = _declare_norm(specs.layernorm, "ln_param", dims={"N": (1, 4), "D": (1, 6)})
 
 
 def _declare_conv(forward: Function, backward: Function, name: str) -> Derivation:
