@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -151,33 +152,20 @@ def _describe(value: Any) -> str:
     return f"one {type(value).__name__}"
 
 
+@dataclass(kw_only=True, eq=False, repr=False)  # compared and shown as the object it is
 class _CourseBackward:
     """The ``backward`` of a course-style ``Derivation``: call the layer, map the results."""
 
-    def __init__(
-        self,
-        *,
-        forward: Callable[..., Any],
-        backward: Callable[..., Any] | None,
-        spec: _Spec,
-        arrays: tuple[str, ...],
-        grads: tuple[str, ...],
-        params: tuple[str, ...],
-        param_dict: str | None,
-        fixed: Mapping[str, Any],
-        check_forward: bool,
-        positional_params: tuple[str, ...] = (),
-    ) -> None:
-        self.positional_params = positional_params
-        self.forward = forward
-        self.backward = backward
-        self.spec = spec
-        self.arrays = arrays
-        self.grads = grads
-        self.params = params
-        self.param_dict = param_dict
-        self.fixed = fixed
-        self.check_forward = check_forward
+    forward: Callable[..., Any]
+    backward: Callable[..., Any] | None
+    spec: _Spec
+    arrays: tuple[str, ...]
+    grads: tuple[str, ...]
+    params: tuple[str, ...]
+    param_dict: str | None
+    fixed: Mapping[str, Any]
+    check_forward: bool
+    positional_params: tuple[str, ...] = ()
 
     def __call__(self, **arguments: Any) -> dict[str, Any]:
         # grad_output is passed to the layer's backward as is, never copied: a backward that

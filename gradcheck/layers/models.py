@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import inspect
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -47,23 +48,16 @@ def _sizes(shapes: Mapping[str, tuple[str | int, ...]], arrays: Mapping[str, Any
     return sizes
 
 
+@dataclass(eq=False, repr=False)  # compared and shown as the object it is
 class _ModelRun:
     """Build the model for one point, write the drawn weights into ``model.params``, call
     ``model.loss`` on the data: what both the backward and the penalty's convention need."""
 
-    def __init__(
-        self,
-        factory: Factory,
-        shapes: Mapping[str, tuple[str | int, ...]],
-        weights: tuple[str, ...],
-        data: tuple[str, ...],
-        settings: tuple[str, ...],
-    ) -> None:
-        self.factory = factory
-        self.shapes = shapes
-        self.weights = weights
-        self.data = data
-        self.settings = settings
+    factory: Factory
+    shapes: Mapping[str, tuple[str | int, ...]]
+    weights: tuple[str, ...]
+    data: tuple[str, ...]
+    settings: tuple[str, ...]
 
     def __call__(self, arrays: Mapping[str, Any], settings: Mapping[str, Any]) -> tuple[Any, Any]:
         context = {**copy.deepcopy(dict(settings)), **_sizes(self.shapes, arrays)}

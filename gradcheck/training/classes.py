@@ -11,6 +11,7 @@ order and reads the weights back.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,18 +24,18 @@ from gradcheck.training.optimizers import sgd
 __all__ = ["method_step"]
 
 
+@dataclass(eq=False, repr=False)  # compared and shown as the object it is
 class _MethodStep:
     """One training step of ``cls``: attributes in, ``calls`` run, weights out."""
 
-    def __init__(
-        self, cls: type, calls: tuple[str, ...], params: tuple[str, ...], lr: float, lr_name: str
-    ) -> None:
-        self.cls = cls
-        self.calls = calls
-        self.params = params
-        self.lr = lr
-        self.lr_name = lr_name
-        self.__name__ = f"{cls.__name__}.{'+'.join(calls)}"
+    cls: type
+    calls: tuple[str, ...]
+    params: tuple[str, ...]
+    lr: float
+    lr_name: str
+
+    def __post_init__(self) -> None:
+        self.__name__ = f"{self.cls.__name__}.{'+'.join(self.calls)}"
 
     def __call__(self, **arrays: np.ndarray) -> dict[str, Any]:
         # the class's own __new__, without its __init__ (which draws weights, prints, ...)
