@@ -10,6 +10,7 @@ layer verifies in about a second; bugs in strides, padding and aspect show at th
 
 from __future__ import annotations
 
+import copy
 import difflib
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -57,41 +58,31 @@ def _pool_stride_fits(s: Mapping[str, Any]) -> bool:
     ] == 0
 
 
-def _declare_affine(forward: Function, backward: Function, name: str) -> Derivation:
-    return course_layer(
-        forward,
-        backward,
-        name=name,
-        spec=specs.affine,
-        shapes={"x": ("N", "D"), "w": ("D", "M"), "b": ("M",)},
-        dims={"N": (1, 4), "D": (1, 6), "M": (1, 6)},
-    )
+def _layer(spec: Function, **declaration: Any) -> Callable[[Function, Function, str], Derivation]:
+    """A kind's declaration: whichever forward and backward are checked as that kind go to
+    ``course_layer`` with ``spec`` and the rest of ``declaration`` (a fresh copy each time)."""
+
+    def declare(forward: Function, backward: Function, name: str) -> Derivation:
+        return course_layer(forward, backward, name=name, spec=spec, **copy.deepcopy(declaration))
+
+    return declare
 
 
-def _declare_affine_4d(forward: Function, backward: Function, name: str) -> Derivation:
-    return course_layer(
-        forward,
-        backward,
-        name=name,
-        spec=specs.affine,
-        shapes={"x": ("N", "C", "H", "W"), "w": ("D", "M"), "b": ("M",)},
-        # D is C * H * W: each image is flattened into one row
-        dims={"N": (1, 3), "C": (1, 2), "H": (1, 3), "W": (1, 3), "M": (1, 4), "D": _flattened},
-    )
+_declare_affine = _layer(
+    specs.affine,
+    shapes={"x": ("N", "D"), "w": ("D", "M"), "b": ("M",)},
+    dims={"N": (1, 4), "D": (1, 6), "M": (1, 6)},
+)
+_declare_affine_4d = _layer(
+    specs.affine,
+    shapes={"x": ("N", "C", "H", "W"), "w": ("D", "M"), "b": ("M",)},
+    # D is C * H * W: each image is flattened into one row
+    dims={"N": (1, 3), "C": (1, 2), "H": (1, 3), "W": (1, 3), "M": (1, 4), "D": _flattened},
+)
 
 
 def _elementwise(spec: Function) -> Callable[[Function, Function, str], Derivation]:
-    def declare(forward: Function, backward: Function, name: str) -> Derivation:
-        return course_layer(
-            forward,
-            backward,
-            name=name,
-            spec=spec,
-            shapes={"x": ("N", "D")},
-            dims={"N": (1, 4), "D": (1, 6)},
-        )
-
-    return declare
+    return _layer(spec, shapes={"x": ("N", "D")}, dims={"N": (1, 4), "D": (1, 6)})
 
 
 def _declare_norm(
@@ -102,21 +93,14 @@ def _declare_norm(
     fixed: Mapping[str, Any] | None = None,
 ) -> Callable[[Function, Function, str], Derivation]:
     """A normalisation of x (N, D) with gamma and beta (D,), its settings in ``param_dict``."""
-
-    def declare(forward: Function, backward: Function, name: str) -> Derivation:
-        return course_layer(
-            forward,
-            backward,
-            name=name,
-            spec=spec,
-            shapes={"x": ("N", "D"), "gamma": ("D",), "beta": ("D",)},
-            params={"eps": [1e-5, 1e-3, 1e-1]},
-            param_dict=param_dict,
-            fixed=fixed,
-            dims=dict(dims),
-        )
-
-    return declare
+    return _layer(
+        spec,
+        shapes={"x": ("N", "D"), "gamma": ("D",), "beta": ("D",)},
+        params={"eps": [1e-5, 1e-3, 1e-1]},
+        param_dict=param_dict,
+        fixed=fixed,
+        dims=dims,
+    )
 
 
 _declare_batchnorm = _declare_norm(
@@ -128,50 +112,39 @@ _declare_batchnorm = _declare_norm(
 )
 _declare_layernorm = _declare_norm(specs.layernorm, "ln_param", dims={"N": (1, 4), "D": (1, 6)})
 
-
-def _declare_conv(forward: Function, backward: Function, name: str) -> Derivation:
-    return course_layer(
-        forward,
-        backward,
-        name=name,
-        spec=specs.conv,
-        shapes={"x": ("N", "C", "H", "W"), "w": ("F", "C", "HH", "WW"), "b": ("F",)},
-        params={"stride": (1, 3), "pad": (0, 2)},
-        param_dict="conv_param",
-        dims={
-            "N": (1, 2),
-            "C": (1, 2),
-            "F": (1, 2),
-            "HH": (1, 3),
-            "WW": (1, 3),
-            "H": _rows_for("HH"),
-            "W": _rows_for("WW"),
-        },
-        where=_conv_stride_fits,
-    )
+_declare_conv = _layer(
+    specs.conv,
+    shapes={"x": ("N", "C", "H", "W"), "w": ("F", "C", "HH", "WW"), "b": ("F",)},
+    params={"stride": (1, 3), "pad": (0, 2)},
+    param_dict="conv_param",
+    dims={
+        "N": (1, 2),
+        "C": (1, 2),
+        "F": (1, 2),
+        "HH": (1, 3),
+        "WW": (1, 3),
+        "H": _rows_for("HH"),
+        "W": _rows_for("WW"),
+    },
+    where=_conv_stride_fits,
+)
 
 
 def _declare_pool(spec: Function) -> Callable[[Function, Function, str], Derivation]:
-    def declare(forward: Function, backward: Function, name: str) -> Derivation:
-        return course_layer(
-            forward,
-            backward,
-            name=name,
-            spec=spec,
-            shapes={"x": ("N", "C", "H", "W")},
-            params={"pool_height": (1, 3), "pool_width": (1, 3), "stride": (1, 3)},
-            param_dict="pool_param",
-            # the image holds at least one window: pool_height x pool_width pixels
-            dims={
-                "N": (1, 2),
-                "C": (1, 2),
-                "H": lambda s: (s["pool_height"], 6),
-                "W": lambda s: (s["pool_width"], 6),
-            },
-            where=_pool_stride_fits,
-        )
-
-    return declare
+    return _layer(
+        spec,
+        shapes={"x": ("N", "C", "H", "W")},
+        params={"pool_height": (1, 3), "pool_width": (1, 3), "stride": (1, 3)},
+        param_dict="pool_param",
+        # the image holds at least one window: pool_height x pool_width pixels
+        dims={
+            "N": (1, 2),
+            "C": (1, 2),
+            "H": lambda s: (s["pool_height"], 6),
+            "W": lambda s: (s["pool_width"], 6),
+        },
+        where=_pool_stride_fits,
+    )
 
 
 def _declare_loss(spec: Function) -> Callable[[Function, None, str], Derivation]:
