@@ -656,18 +656,37 @@ def _localize_at(derivation: Derivation, report: Report, example: Example) -> Lo
     trials = 0
     # The last event of each local: whether a value is updated after a line.
     last = {(e.file, e.variable): i for i, e in enumerate(tracer.events)}
+    unchanged = [
+        (previous := e.before.get(e.variable)) is not None
+        and previous.shape == e.value.shape
+        and np.array_equal(previous, e.value)
+        for e in tracer.events
+    ]
+    # The lines that change their variable somewhere in the trace.
+    changing = {
+        (e.file, e.line, e.variable)
+        for e, same in zip(tracer.events, unchanged, strict=True)
+        if not same
+    }
     for index, event in enumerate(tracer.events):
         implied = _implied(event.variable, quantities)
         quantity = _matches(event.value, quantities, rtol, implied, event.variable)
         # What the line read is judged by the values before it ran (grad_h in grad_h[m] = 0).
         reads_known = dict(known)
-        previous = event.before.get(event.variable)
-        if (
-            quantity is None
-            and (event.file, event.variable) in reads_known
-            and (previous is not None and np.array_equal(previous, event.value))
-        ):
-            continue  # unchanged (dx[n] += 0 where grad_output is 0): as right as it was
+        if quantity is None and (event.file, event.variable) in reads_known and unchanged[index]:
+            # Unchanged (dx[n] += 0 where grad_output is 0): as right as it was. A line that
+            # changes nothing anywhere may be the mistake (a window's share dropped): it is
+            # tried once, with the value its name implies.
+            place = (event.file, event.line, event.variable)
+            if place in changing or event.occurrence or implied is None:
+                continue
+            changing.add(place)
+            code = _source(event.file, event.line)
+            replay = _Tracer((*place, event.occurrence, implied.value))
+            fixed = _run(derivation, example, report.dtype, replay)
+            if replay.replaced and _all_right(fixed, report):
+                return _found(event, implied, code, {}, matched, rtol, counted=False)
+            continue
         if (
             quantity is None
             and not event.value.any()
@@ -911,7 +930,11 @@ def _found(
     arrays_read: Mapping[str, np.ndarray],
     matched: list[tuple[Event, Quantity]],
     rtol: float,
+    *,
+    counted: bool = True,
 ) -> Localization:
+    """The finding at ``event``; ``counted`` False where the line changed nothing at any
+    iteration, so that no iteration is the one it went wrong at."""
     kind = "autograd" if expected.forward is not None else "the spec's forward"
     described = f"{expected.describe()} ({kind})"
     scale = max(float(np.max(np.abs(expected.value), initial=0.0)), 1e-30)
@@ -921,7 +944,7 @@ def _found(
         operands[event.variable] = arrays_read[event.variable]
     detail = (
         f"{event.variable} should equal {described} but differs at {int(wrong.sum())} of "
-        f"{wrong.size} elements{_where(wrong, operands)}{_iteration(event)}."
+        f"{wrong.size} elements{_where(wrong, operands)}{_iteration(event) if counted else ''}."
     )
     before = [(e, q) for e, q in matched if e.file == event.file]
     names: list[str] = []
