@@ -10,9 +10,9 @@ is cheaper and clearer than rejecting examples.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from hypothesis import HealthCheck, find, reject, settings
@@ -38,6 +38,8 @@ __all__ = [
     "seeded_inputs",
     "values",
 ]
+
+T = TypeVar("T")
 
 # Values of magnitude below (largest bound / KINK_MARGIN) are not drawn when the range
 # straddles zero: a hinge at 0 then lies a hundred finite-difference steps (eps**(1/3) of
@@ -225,17 +227,36 @@ def inputs(
     derivation: Derivation, sizes: Mapping[str, int], params: Mapping[str, Any] | None = None
 ) -> st.SearchStrategy[dict[str, np.ndarray]]:
     """Every input of ``derivation`` at the dim sizes ``sizes`` (and hyperparameters ``params``)."""
+    return st.fixed_dictionaries(
+        _each_input(
+            derivation,
+            sizes,
+            params,
+            integers=lambda shape, low, high: integer_array(shape, low=low, high=high),
+            floats=lambda shape, low, high: array(shape, low=low, high=high),
+        )
+    )
+
+
+def _each_input(
+    derivation: Derivation,
+    sizes: Mapping[str, int],
+    params: Mapping[str, Any] | None,
+    *,
+    integers: Callable[[tuple[int, ...], int, int], T],
+    floats: Callable[[tuple[int, ...], float, float], T],
+) -> dict[str, T]:
+    """Every input at ``sizes``, in declaration order: ``integers(shape, low, high)`` for an
+    integer input, ``floats(shape, low, high)`` for the rest, each within its bounds."""
     integer_bounds = _integer_bounds(derivation, sizes, params or {})
-    strategies = {}
+    made = {}
     for name in derivation.shapes:
         shape = derivation.concrete_shape(name, sizes)
         if name in integer_bounds:
-            low, high = integer_bounds[name]
-            strategies[name] = integer_array(shape, low=low, high=high)
+            made[name] = integers(shape, *integer_bounds[name])
         else:
-            low_f, high_f = derivation.input_bounds[name]
-            strategies[name] = array(shape, low=low_f, high=high_f)
-    return st.fixed_dictionaries(strategies)
+            made[name] = floats(shape, *derivation.input_bounds[name])
+    return made
 
 
 def seeded_inputs(
@@ -250,18 +271,15 @@ def seeded_inputs(
     With ``coarse``, the float values come from a grid of eight steps (see
     ``COARSE_ONE_IN``)."""
     rng = np.random.default_rng(seed)
-    integer_bounds = _integer_bounds(derivation, sizes, params or {})
-    point = {}
-    for name in derivation.shapes:
-        shape = derivation.concrete_shape(name, sizes)
-        if name in integer_bounds:
-            low, high = integer_bounds[name]
-            point[name] = rng.integers(low, high + 1, size=shape)
-        else:
-            low_f, high_f = derivation.input_bounds[name]
-            # From the one generator: a generator made per array cost 20-40 us each.
-            point[name] = (_coarse_array if coarse else _seeded_array)(shape, low_f, high_f, rng)
-    return point
+    # From the one generator: a generator made per array cost 20-40 us each.
+    floats = _coarse_array if coarse else _seeded_array
+    return _each_input(
+        derivation,
+        sizes,
+        params,
+        integers=lambda shape, low, high: rng.integers(low, high + 1, size=shape),
+        floats=lambda shape, low, high: floats(shape, low, high, rng),
+    )
 
 
 def examples(derivation: Derivation, *, special: bool = False) -> st.SearchStrategy[Example]:
