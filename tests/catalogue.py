@@ -56,10 +56,6 @@ def _others(*named: str) -> tuple[str, ...]:
 TWO_LAYER = mutants.TWO_LAYER
 
 
-def _two_layer(backward, name=None):
-    return Derivation(name=name or backward.__name__, backward=backward, **TWO_LAYER)
-
-
 # -- the misleading cases of issue 11 ---------------------------------------------------------
 
 
@@ -293,7 +289,7 @@ torch_missing_two = Derivation(
 
 
 CATALOGUE = (
-    Entry("thresholded ReLU mask", _two_layer(thresholded_mask),
+    Entry("thresholded ReLU mask", mutants._two_layer(thresholded_mask),
           must_not_name=EVERY_CLAIM, wrong_line="grad_h = grad_h_relu * (h > 0.05)"),
     Entry("regularisation gradient off by 2", ridge, must_not_name=EVERY_CLAIM,
           wrong_line="grad_w = x.T @ grad_pred + REG * w"),
@@ -336,7 +332,7 @@ CATALOGUE = (
     Entry("wrong only from N = 13", mutants.large_batch_only_net,
           must_name=("fails only from N = 13",),
           must_not_name=_others(ONLY_FROM, FACTOR), in_suite=False),
-    Entry("ReLU recomputed as abs in the backward", _two_layer(relu_recomputed_as_abs),
+    Entry("ReLU recomputed as abs in the backward", mutants._two_layer(relu_recomputed_as_abs),
           must_not_name=EVERY_CLAIM, wrong_line="h_relu = np.abs(h)"),
     Entry("sigmoid without (1 - s)", sigmoid_missing_term, must_not_name=EVERY_CLAIM,
           wrong_line="grad_z = grad_output * s"),

@@ -160,17 +160,6 @@ def test_custom_relu_function_with_wrong_mask_fails():
 # -- what the backward does wrong ----------------------------------------------------------
 
 
-def _net(backward, backend="numpy"):
-    return Derivation(
-        name=backward.__name__,
-        forward=two_layer.loss,
-        backward=backward,
-        shapes=two_layer.SHAPES,
-        wrt=two_layer.WRT,
-        backend=backend,
-    )
-
-
 def raises(x, y, w1, w2):
     return {"w1": x @ w2, "w2": w2}
 
@@ -222,14 +211,14 @@ def writes_into_x(x, y, w1, w2):
     ],
 )
 def test_broken_backward_fails_with_its_problem_named(backward, kind, fragment):
-    report = check(_net(backward), _net_point())
+    report = check(mutants._two_layer(backward), _net_point())
     assert report.verdict == "fail"
     assert kind in _kinds(report)
     assert fragment in str(report)
 
 
 def test_the_raised_problem_says_where():
-    report = check(_net(raises), _net_point())
+    report = check(mutants._two_layer(raises), _net_point())
     assert "test_check.py" in str(report) and "in raises" in str(report)
 
 
@@ -278,7 +267,7 @@ def test_nothing_the_caller_passed_is_modified_or_handed_to_the_backward():
         x[...] = 0.0  # vandalism must not reach the caller
         return two_layer.backward_numpy(x, y, w1, w2)
 
-    check(_net(backward), point)
+    check(mutants._two_layer(backward), point)
     for name, value in point.items():
         np.testing.assert_array_equal(value, before[name])
         assert all(value is not arg for arg in seen)
@@ -497,14 +486,14 @@ def _scaled_subgradient(factor):
         result = mutants.mask_less(x, y, w1, w2)
         return {"w1": factor * result["w1"], "w2": result["w2"]}
 
-    return _net(backward)
+    return mutants._two_layer(backward)
 
 
 @pytest.mark.parametrize("factor", [3.0, -5.0, 100.0], ids=["x3", "x-5", "x100"])
 def test_a_wrong_gradient_is_not_excused_because_one_unit_sits_on_its_hinge(factor):
     # h = [0, 1]: unit 0 on its hinge, unit 1 plainly active
     point = {"x": [[1.0, -1.0]], "y": [[2.0]], "w1": [[1.0, 2.0], [1.0, 1.0]], "w2": [[1.0], [1.0]]}
-    assert check(_net(mutants.mask_less), point).verdict == "inconclusive"
+    assert check(mutants._two_layer(mutants.mask_less), point).verdict == "inconclusive"
     assert check(_scaled_subgradient(factor), point).verdict == "fail"
 
 
@@ -649,7 +638,7 @@ def test_a_gradient_returned_for_an_input_not_in_wrt_is_noted():
     def backward(x, y, w1, w2):
         return {**two_layer.backward_numpy(x, y, w1, w2), "x": np.zeros_like(x)}
 
-    report = check(_net(backward), _net_point())
+    report = check(mutants._two_layer(backward), _net_point())
     assert report.verdict == "pass"
     assert "also returned 'x', not in wrt: not checked" in str(report)
 
