@@ -114,10 +114,8 @@ def matmul_spec(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 MATMUL_SHAPES = {"x": ("N", "D"), "w": ("D", "H")}
 
 
-class CenterSetupContext(torch.autograd.Function):
-    """x - mean(x), setup_context style, with a generated vmap rule and a jvp."""
-
-    generate_vmap_rule = True
+class _Center(torch.autograd.Function):
+    """x - mean(x), setup_context style, with no jvp and no vmap rule of its own."""
 
     @staticmethod
     def forward(x: torch.Tensor) -> torch.Tensor:
@@ -130,26 +128,20 @@ class CenterSetupContext(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_output: torch.Tensor) -> torch.Tensor:
         return grad_output - grad_output.mean()
+
+
+class CenterSetupContext(_Center):
+    """x - mean(x), setup_context style, with a generated vmap rule and a jvp."""
+
+    generate_vmap_rule = True
 
     @staticmethod
     def jvp(ctx: Any, x_t: torch.Tensor) -> torch.Tensor:
         return x_t - x_t.mean()
 
 
-class CenterWrongVmap(torch.autograd.Function):
+class CenterWrongVmap(_Center):
     """The same, with a hand vmap rule that takes the mean over the whole batch."""
-
-    @staticmethod
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        return x - x.mean()
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
-        pass
-
-    @staticmethod
-    def backward(ctx: Any, grad_output: torch.Tensor) -> torch.Tensor:
-        return grad_output - grad_output.mean()
 
     @staticmethod
     def vmap(info: Any, in_dims: tuple[int | None], x: torch.Tensor) -> tuple[torch.Tensor, int]:
