@@ -543,3 +543,16 @@ def course_loss(
         positional_params=positional_params,
         where_valid=valid,
     )
+
+
+def layer_kind(
+    spec: Callable[..., Any], **declaration: Any
+) -> Callable[[Callable[..., Any], Callable[..., Any], str], Derivation]:
+    """A standard layer kind's declaration: whichever forward and backward are checked as
+    that kind go to ``course_layer`` with ``spec`` and the rest of ``declaration`` (a fresh
+    copy each time)."""
+
+    def declare(forward: Callable[..., Any], backward: Callable[..., Any], name: str) -> Derivation:
+        return course_layer(forward, backward, name=name, spec=spec, **copy.deepcopy(declaration))
+
+    return declare

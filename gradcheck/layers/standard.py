@@ -10,14 +10,13 @@ layer verifies in about a second; bugs in strides, padding and aspect show at th
 
 from __future__ import annotations
 
-import copy
 import difflib
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from gradcheck.derivation import Derivation, DerivationError
 from gradcheck.layers import convolution, dense, losses, normalization, specs
-from gradcheck.layers.adapter import course_layer, course_loss
+from gradcheck.layers.adapter import course_loss, layer_kind
 from gradcheck.layers.conventions import CONVENTION_LAYERS
 from gradcheck.layers.standard_recurrent import RECURRENT_LAYERS
 
@@ -58,22 +57,12 @@ def _pool_stride_fits(s: Mapping[str, Any]) -> bool:
     ] == 0
 
 
-def _layer(spec: Function, **declaration: Any) -> Callable[[Function, Function, str], Derivation]:
-    """A kind's declaration: whichever forward and backward are checked as that kind go to
-    ``course_layer`` with ``spec`` and the rest of ``declaration`` (a fresh copy each time)."""
-
-    def declare(forward: Function, backward: Function, name: str) -> Derivation:
-        return course_layer(forward, backward, name=name, spec=spec, **copy.deepcopy(declaration))
-
-    return declare
-
-
-_declare_affine = _layer(
+_declare_affine = layer_kind(
     specs.affine,
     shapes={"x": ("N", "D"), "w": ("D", "M"), "b": ("M",)},
     dims={"N": (1, 4), "D": (1, 6), "M": (1, 6)},
 )
-_declare_affine_4d = _layer(
+_declare_affine_4d = layer_kind(
     specs.affine,
     shapes={"x": ("N", "C", "H", "W"), "w": ("D", "M"), "b": ("M",)},
     # D is C * H * W: each image is flattened into one row
@@ -82,7 +71,7 @@ _declare_affine_4d = _layer(
 
 
 def _elementwise(spec: Function) -> Callable[[Function, Function, str], Derivation]:
-    return _layer(spec, shapes={"x": ("N", "D")}, dims={"N": (1, 4), "D": (1, 6)})
+    return layer_kind(spec, shapes={"x": ("N", "D")}, dims={"N": (1, 4), "D": (1, 6)})
 
 
 def _declare_norm(
@@ -93,7 +82,7 @@ def _declare_norm(
     fixed: Mapping[str, Any] | None = None,
 ) -> Callable[[Function, Function, str], Derivation]:
     """A normalisation of x (N, D) with gamma and beta (D,), its settings in ``param_dict``."""
-    return _layer(
+    return layer_kind(
         spec,
         shapes={"x": ("N", "D"), "gamma": ("D",), "beta": ("D",)},
         params={"eps": [1e-5, 1e-3, 1e-1]},
@@ -112,7 +101,7 @@ _declare_batchnorm = _declare_norm(
 )
 _declare_layernorm = _declare_norm(specs.layernorm, "ln_param", dims={"N": (1, 4), "D": (1, 6)})
 
-_declare_conv = _layer(
+_declare_conv = layer_kind(
     specs.conv,
     shapes={"x": ("N", "C", "H", "W"), "w": ("F", "C", "HH", "WW"), "b": ("F",)},
     params={"stride": (1, 3), "pad": (0, 2)},
@@ -131,7 +120,7 @@ _declare_conv = _layer(
 
 
 def _declare_pool(spec: Function) -> Callable[[Function, Function, str], Derivation]:
-    return _layer(
+    return layer_kind(
         spec,
         shapes={"x": ("N", "C", "H", "W")},
         params={"pool_height": (1, 3), "pool_width": (1, 3), "stride": (1, 3)},

@@ -14,7 +14,7 @@ from typing import Any
 
 from gradcheck.derivation import Derivation
 from gradcheck.layers import losses, recurrent, spatial, specs
-from gradcheck.layers.adapter import course_layer, course_loss
+from gradcheck.layers.adapter import course_loss, layer_kind
 
 __all__ = ["RECURRENT_LAYERS"]
 
@@ -25,37 +25,27 @@ Function = Callable[..., Any]
 EPS_CHOICES = [1e-5, 1e-3, 1e-1]
 
 
-def _declare_spatial_batchnorm(forward: Function, backward: Function, name: str) -> Derivation:
-    return course_layer(
-        forward,
-        backward,
-        name=name,
-        spec=specs.spatial_batchnorm,
-        shapes={"x": ("N", "C", "H", "W"), "gamma": ("C",), "beta": ("C",)},
-        params={"eps": EPS_CHOICES},
-        param_dict="bn_param",
-        fixed={"mode": "train"},
-        dims={"N": (1, 3), "C": (1, 3), "H": (1, 3), "W": (1, 3)},
-        # train mode normalises over N * H * W values per channel: torch refuses one
-        where=lambda s: s["N"] * s["H"] * s["W"] >= 2,
-    )
-
-
-def _declare_spatial_groupnorm(forward: Function, backward: Function, name: str) -> Derivation:
-    return course_layer(
-        forward,
-        backward,
-        name=name,
-        spec=specs.spatial_groupnorm,
-        # gamma and beta are (1, C, 1, 1), as the course's notebook and docstring give them
-        shapes={"x": ("N", "C", "H", "W"), "gamma": (1, "C", 1, 1), "beta": (1, "C", 1, 1)},
-        params={"G": (1, 3), "eps": EPS_CHOICES},
-        positional_params=("G",),
-        param_dict="gn_param",
-        dims={"N": (1, 2), "C": (1, 6), "H": (1, 3), "W": (1, 3)},
-        # G must divide C (the course: "G should be a divisor of C")
-        where=lambda s: s["C"] % s["G"] == 0,
-    )
+_declare_spatial_batchnorm = layer_kind(
+    specs.spatial_batchnorm,
+    shapes={"x": ("N", "C", "H", "W"), "gamma": ("C",), "beta": ("C",)},
+    params={"eps": EPS_CHOICES},
+    param_dict="bn_param",
+    fixed={"mode": "train"},
+    dims={"N": (1, 3), "C": (1, 3), "H": (1, 3), "W": (1, 3)},
+    # train mode normalises over N * H * W values per channel: torch refuses one
+    where=lambda s: s["N"] * s["H"] * s["W"] >= 2,
+)
+_declare_spatial_groupnorm = layer_kind(
+    specs.spatial_groupnorm,
+    # gamma and beta are (1, C, 1, 1), as the course's notebook and docstring give them
+    shapes={"x": ("N", "C", "H", "W"), "gamma": (1, "C", 1, 1), "beta": (1, "C", 1, 1)},
+    params={"G": (1, 3), "eps": EPS_CHOICES},
+    positional_params=("G",),
+    param_dict="gn_param",
+    dims={"N": (1, 2), "C": (1, 6), "H": (1, 3), "W": (1, 3)},
+    # G must divide C (the course: "G should be a divisor of C")
+    where=lambda s: s["C"] % s["G"] == 0,
+)
 
 
 _STEP_SHAPES = {
@@ -77,29 +67,13 @@ _SMALL = {"N": (1, 3), "T": (1, 4), "D": (1, 4), "H": (1, 4)}
 # sigmoid are not flat, so every gate's gradient is well above rounding.
 _RECURRENT_BOUNDS = {"Wx": (-1.0, 1.0), "Wh": (-1.0, 1.0), "b": (-1.0, 1.0)}
 
-
-def _declare_rnn_step(forward: Function, backward: Function, name: str) -> Derivation:
-    return course_layer(
-        forward,
-        backward,
-        name=name,
-        spec=specs.rnn_step,
-        shapes=_STEP_SHAPES,
-        dims={k: v for k, v in _SMALL.items() if k != "T"},
-        bounds=_RECURRENT_BOUNDS,
-    )
-
-
-def _declare_rnn(forward: Function, backward: Function, name: str) -> Derivation:
-    return course_layer(
-        forward,
-        backward,
-        name=name,
-        spec=specs.rnn,
-        shapes=_SEQUENCE_SHAPES,
-        dims=_SMALL,
-        bounds=_RECURRENT_BOUNDS,
-    )
+_declare_rnn_step = layer_kind(
+    specs.rnn_step,
+    shapes=_STEP_SHAPES,
+    dims={k: v for k, v in _SMALL.items() if k != "T"},
+    bounds=_RECURRENT_BOUNDS,
+)
+_declare_rnn = layer_kind(specs.rnn, shapes=_SEQUENCE_SHAPES, dims=_SMALL, bounds=_RECURRENT_BOUNDS)
 
 
 def _lstm_shapes(shapes: Mapping[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
@@ -107,54 +81,36 @@ def _lstm_shapes(shapes: Mapping[str, tuple[str, ...]]) -> dict[str, tuple[str, 
     return {**shapes, "Wx": ("D", "H4"), "Wh": ("H", "H4"), "b": ("H4",)}
 
 
-def _declare_lstm_step(forward: Function, backward: Function, name: str) -> Derivation:
-    shapes = _lstm_shapes(_STEP_SHAPES)
-    shapes = {"x": shapes["x"], "prev_h": shapes["prev_h"], "prev_c": ("N", "H"), **shapes}
-    return course_layer(
-        forward,
-        backward,
-        name=name,
-        spec=specs.lstm_step,
-        shapes=shapes,
-        outputs=("next_h", "next_c"),
-        dims={"N": (1, 3), "D": (1, 4), "H": (1, 3), "H4": "4*H"},
-        bounds=_RECURRENT_BOUNDS,
-    )
-
-
-def _declare_lstm(forward: Function, backward: Function, name: str) -> Derivation:
-    return course_layer(
-        forward,
-        backward,
-        name=name,
-        spec=specs.lstm,
-        shapes=_lstm_shapes(_SEQUENCE_SHAPES),
-        dims={"N": (1, 3), "T": (1, 4), "D": (1, 4), "H": (1, 3), "H4": "4*H"},
-        bounds=_RECURRENT_BOUNDS,
-    )
-
-
-def _declare_word_embedding(forward: Function, backward: Function, name: str) -> Derivation:
-    return course_layer(
-        forward,
-        backward,
-        name=name,
-        spec=specs.word_embedding,
-        shapes={"x": ("N", "T"), "W": ("V", "D")},
-        integers={"x": lambda s: (0, s["V"] - 1)},  # word indices, repeats included
-        dims={"N": (1, 3), "T": (1, 4), "V": (1, 5), "D": (1, 4)},
-    )
-
-
-def _declare_temporal_affine(forward: Function, backward: Function, name: str) -> Derivation:
-    return course_layer(
-        forward,
-        backward,
-        name=name,
-        spec=specs.temporal_affine,
-        shapes={"x": ("N", "T", "D"), "w": ("D", "M"), "b": ("M",)},
-        dims={"N": (1, 3), "T": (1, 4), "D": (1, 4), "M": (1, 4)},
-    )
+_declare_lstm_step = layer_kind(
+    specs.lstm_step,
+    # the step's inputs in the order lstm_step_forward takes them: prev_c after prev_h
+    shapes={
+        "x": _STEP_SHAPES["x"],
+        "prev_h": _STEP_SHAPES["prev_h"],
+        "prev_c": ("N", "H"),
+        **_lstm_shapes(_STEP_SHAPES),
+    },
+    outputs=("next_h", "next_c"),
+    dims={"N": (1, 3), "D": (1, 4), "H": (1, 3), "H4": "4*H"},
+    bounds=_RECURRENT_BOUNDS,
+)
+_declare_lstm = layer_kind(
+    specs.lstm,
+    shapes=_lstm_shapes(_SEQUENCE_SHAPES),
+    dims={"N": (1, 3), "T": (1, 4), "D": (1, 4), "H": (1, 3), "H4": "4*H"},
+    bounds=_RECURRENT_BOUNDS,
+)
+_declare_word_embedding = layer_kind(
+    specs.word_embedding,
+    shapes={"x": ("N", "T"), "W": ("V", "D")},
+    integers={"x": lambda s: (0, s["V"] - 1)},  # word indices, repeats included
+    dims={"N": (1, 3), "T": (1, 4), "V": (1, 5), "D": (1, 4)},
+)
+_declare_temporal_affine = layer_kind(
+    specs.temporal_affine,
+    shapes={"x": ("N", "T", "D"), "w": ("D", "M"), "b": ("M",)},
+    dims={"N": (1, 3), "T": (1, 4), "D": (1, 4), "M": (1, 4)},
+)
 
 
 def _declare_temporal_softmax_loss(loss: Function, backward: None, name: str) -> Derivation:
