@@ -94,6 +94,7 @@ class Quantity:
     operator: str | None = None  # "@" for a matmul: written between its two operands
     name: str | None = None  # the user's local it was first matched to
     forward: Quantity | None = None
+    inside: bool = False  # computed inside a composite op (a layer norm's mean), no gradient
 
     def describe(self) -> str:
         if self.forward is not None:
@@ -125,6 +126,9 @@ class _Recorder(TorchFunctionMode):
     def __init__(self, leaves: Mapping[str, torch.Tensor]) -> None:
         super().__init__()
         self.quantities: dict[int, tuple[torch.Tensor, Quantity]] = {}
+        # Forward values inside a composite op (a layer norm's mean and variance): no
+        # gradient of their own, but values a hand backward's lines can be held to.
+        self.inside: list[Quantity] = []
         for name, tensor in leaves.items():
             quantity = Quantity(np.zeros(0), name, name=name)
             self.quantities[id(tensor)] = (tensor, quantity)
@@ -154,7 +158,69 @@ class _Recorder(TorchFunctionMode):
             with contextlib.suppress(RuntimeError):
                 out.retain_grad()
                 self.quantities[id(out)] = (out, quantity)
+            if func is torch.nn.functional.layer_norm:
+                self.inside.extend(_layer_norm_parts(args, kwargs or {}, operands[0]))
+            elif func is torch.nn.functional.cross_entropy:
+                self.inside.extend(_cross_entropy_parts(args, kwargs or {}, operands[0]))
         return out
+
+
+def _layer_norm_parts(
+    args: tuple[Any, ...], kwargs: Mapping[str, Any], source: Quantity | str
+) -> list[Quantity]:
+    """The values a layer norm computes inside its one op, that a hand backward recomputes
+    by name: the mean and variance over the normalised dims, the standard deviation with eps,
+    and the normalised input (``mean``, ``var``, ``std``, ``xhat``)."""
+    x = args[0]
+    shape = args[1] if len(args) > 1 else kwargs["normalized_shape"]
+    eps = args[4] if len(args) > 4 else kwargs.get("eps", 1e-5)
+    dims = tuple(range(-len(tuple(shape)), 0))
+    with torch.no_grad():
+        mean = x.mean(dim=dims, keepdim=True)
+        var = x.var(dim=dims, unbiased=False, keepdim=True)
+        std = torch.sqrt(var + eps)
+        parts = {"mean": mean, "var": var, "std": std, "normalized": (x - mean) / std}
+    return _inside(parts, source)
+
+
+def _inside(parts: Mapping[str, torch.Tensor], source: Quantity | str) -> list[Quantity]:
+    return [
+        Quantity(value.detach().numpy().copy(), op, (source,), inside=True)
+        for op, value in parts.items()
+    ]
+
+
+def _cross_entropy_parts(
+    args: tuple[Any, ...], kwargs: Mapping[str, Any], source: Quantity | str
+) -> list[Quantity]:
+    """What a cross-entropy computes inside its one op, for (N, C) scores and class labels
+    with no weights or smoothing: the softmax, its log, and softmax - one_hot(labels), the
+    gradient of the summed loss (the mean's is that over N)."""
+    scores = args[0]
+    labels = args[1] if len(args) > 1 else kwargs.get("target")
+    plain = all(
+        kwargs.get(option) in (None, default)
+        for option, default in (("weight", None), ("label_smoothing", 0.0))
+    )
+    if (
+        len(args) > 2
+        or not plain
+        or not isinstance(labels, torch.Tensor)
+        or scores.ndim != 2
+        or labels.ndim != 1
+        or labels.is_floating_point()
+        or bool((labels < 0).any())
+    ):
+        return []
+    with torch.no_grad():
+        probabilities = torch.softmax(scores, dim=1)
+        one_hot = torch.nn.functional.one_hot(labels, scores.shape[1]).to(scores.dtype)
+        parts = {
+            "softmax": probabilities,
+            "log_softmax": torch.log_softmax(scores, dim=1),
+            "softmax - one_hot": probabilities - one_hot,
+        }
+    return _inside(parts, source)
 
 
 def _spec_quantities(derivation: Derivation, example: Example) -> list[Quantity]:
@@ -182,6 +248,7 @@ def _spec_quantities(derivation: Derivation, example: Example) -> list[Quantity]
         if tensor.grad is not None:
             gradient = Quantity(tensor.grad.detach().numpy().copy(), "grad", forward=forward)
             quantities.append(gradient)
+    quantities.extend(recorder.inside)
     if example.grad_output is not None:
         output = recorder.quantities.get(id(out))
         go = Quantity(np.asarray(example.grad_output, dtype=np.float64), "grad_output",
@@ -404,6 +471,8 @@ def _matches(
     ordered.sort(key=lambda q: q.name is not None and q.name != variable and not gradient_name)
     if not gradient_name:  # a grad_ name holding a forward value holds the wrong thing
         ordered += [q for q in quantities if q.forward is not None]
+    else:  # but a composite's inner gradient (softmax - one_hot) is held under one too
+        ordered += [q for q in quantities if q.inside and q.op == "softmax - one_hot"]
     for quantity in ordered:
         if _close(value, quantity.value, rtol):
             return quantity
