@@ -33,7 +33,8 @@ def tables(results: Sequence[Result]) -> str:
     ratio = speedups(results)
     lines: list[str] = []
 
-    def table(header: Sequence[str], rows: list[list[str]]) -> None:
+    def table(title: str, header: Sequence[str], rows: list[list[str]]) -> None:
+        lines.extend([title, ""])
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "---|" * len(header))
         lines.extend("| " + " | ".join(row) + " |" for row in rows)
@@ -45,9 +46,8 @@ def tables(results: Sequence[Result]) -> str:
 
     steps = [r for r in results if r.net == "two_layer"]
     if steps:
-        lines.append("Two-layer net, one forward+backward step")
-        lines.append("")
         table(
+            "Two-layer net, one forward+backward step",
             ["size", "dtype", "device", "impl", "min ms", "median ms", "GFLOP/s", "of peak",
              "autograd / impl", "compile s", "others' CPU"],
             [
@@ -62,18 +62,16 @@ def tables(results: Sequence[Result]) -> str:
         )  # fmt: skip
     gemms = [r for r in results if r.net == "gemm"]
     if gemms:
-        lines.append("GEMM peak")
-        lines.append("")
         table(
+            "GEMM peak",
             ["impl", "device", "dtype", "size", "min ms", "GFLOP/s", "others' CPU"],
             [[r.impl, r.device, r.dtype, r.size or "", _ms(r.min_s),
               _optional(r.gflops, "{:.1f}"), noise(r)] for r in gemms],
         )  # fmt: skip
     small = [r for r in results if r.net in ("scalar_chain", "linear_stack")]
     if small:
-        lines.append("The seeds' small nets (float64, CPU)")
-        lines.append("")
         table(
+            "The seeds' small nets (float64, CPU)",
             ["net", "size", "impl", "min us", "median us", "autograd / impl"],
             [[r.net, r.size or "", r.impl, f"{r.min_s * 1e6:.1f}", f"{r.median_s * 1e6:.1f}",
               _optional(ratio.get(r.name), "{:.2f}x")] for r in small],
@@ -81,9 +79,8 @@ def tables(results: Sequence[Result]) -> str:
     checker = [r for r in results if r.net == "checker"]
     if checker:
         check_cost = next((r.min_s for r in checker if r.impl == "gradcheck_check"), None)
-        lines.append("The checker's own cost (CPU, float64)")
-        lines.append("")
         table(
+            "The checker's own cost (CPU, float64)",
             ["impl", "what", "min ms", "median ms", "check / this", "examples/s"],
             [[r.impl, str(r.extra.get("derivation") or r.size or ""), _ms(r.min_s),
               _ms(r.median_s),
@@ -93,9 +90,8 @@ def tables(results: Sequence[Result]) -> str:
         )  # fmt: skip
     cost = [r for r in results if r.net == "cost"]
     if cost:
-        lines.append("What checking costs over the work it cannot avoid (CPU, float64)")
-        lines.append("")
         table(
+            "What checking costs over the work it cannot avoid (CPU, float64)",
             ["impl", "derivation", "size", "min ms", "irreducible ms", "ratio",
              "extra memory / inputs"],
             [[r.impl, str(r.extra.get("derivation") or ""), r.size or "", _ms(r.min_s),
