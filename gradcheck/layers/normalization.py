@@ -19,6 +19,20 @@ __all__ = ["batchnorm_backward", "batchnorm_forward", "layernorm_backward", "lay
 Cache = Any
 
 
+def _normalized(
+    x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float, *, axis: int, keepdims: bool
+) -> tuple[np.ndarray, Cache]:
+    """``out = gamma * xhat + beta``, ``x`` normalised with its mean and (biased) variance
+    over ``axis``, and the cache both backwards read."""
+    mu = x.mean(axis=axis, keepdims=keepdims)
+    xc = x - mu  # (N, D)
+    var = (xc**2).mean(axis=axis, keepdims=keepdims)
+    std = np.sqrt(var + eps)
+    xhat = xc / std
+    out = gamma * xhat + beta
+    return out, (xhat, xc, var, eps, gamma)
+
+
 def batchnorm_forward(
     x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, bn_param: dict[str, Any]
 ) -> tuple[np.ndarray, Cache]:
@@ -37,14 +51,8 @@ def batchnorm_forward(
             f"batchnorm_forward: mode={bn_param['mode']!r}; this reference layer is the train "
             "mode only (test mode uses running statistics, with no batch to differentiate)."
         )
-    eps = bn_param.get("eps", 1e-5)
-    mu = x.mean(axis=0)  # (D,)
-    xc = x - mu  # (N, D)
-    var = (xc**2).mean(axis=0)  # (D,): biased, the batch's own variance
-    std = np.sqrt(var + eps)
-    xhat = xc / std
-    out = gamma * xhat + beta
-    return out, (xhat, xc, var, eps, gamma)
+    # statistics (D,): the batch's own, the variance biased
+    return _normalized(x, gamma, beta, bn_param.get("eps", 1e-5), axis=0, keepdims=False)
 
 
 def batchnorm_backward(dout: np.ndarray, cache: Cache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -82,14 +90,8 @@ def layernorm_forward(
     >>> out
     array([[-1.,  1.]])
     """
-    eps = ln_param.get("eps", 1e-5)
-    mu = x.mean(axis=1, keepdims=True)  # (N, 1)
-    xc = x - mu  # (N, D)
-    var = (xc**2).mean(axis=1, keepdims=True)  # (N, 1)
-    std = np.sqrt(var + eps)
-    xhat = xc / std
-    out = gamma * xhat + beta
-    return out, (xhat, xc, var, eps, gamma)
+    # statistics (N, 1): each sample's own
+    return _normalized(x, gamma, beta, ln_param.get("eps", 1e-5), axis=1, keepdims=True)
 
 
 def layernorm_backward(dout: np.ndarray, cache: Cache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
