@@ -272,6 +272,9 @@ class Event:
     before: dict[str, np.ndarray]  # the arrays of the frame just before the line ran
     occurrence: int  # how many times this (file, line, variable) was recorded before
     counters: dict[str, int] = field(default_factory=dict)  # the frame's int locals
+    # Boolean arrays the frame computed (mask = window == window.max()): values no spec value
+    # can vouch for, so a line that reads one is not blamed (the mask's line may be wrong).
+    masks: frozenset[str] = frozenset()
 
 
 def _as_array(value: Any) -> np.ndarray | None:
@@ -284,6 +287,12 @@ def _as_array(value: Any) -> np.ndarray | None:
     ):
         return value.detach().cpu().to(torch.float64).numpy()
     return None
+
+
+def _is_mask(value: Any) -> bool:
+    if isinstance(value, np.ndarray):
+        return value.dtype == np.bool_ and value.ndim > 0
+    return isinstance(value, torch.Tensor) and value.dtype == torch.bool and value.ndim > 0
 
 
 def _snapshot(frame: FrameType) -> dict[str, np.ndarray]:
@@ -352,7 +361,13 @@ class _Tracer:
                 for k, v in frame.f_locals.items()
                 if isinstance(v, int) and not isinstance(v, bool)
             }
-            self.events.append(Event(filename, line, name, value, before, occurrence, counters))
+            arguments = frame.f_code.co_varnames[: frame.f_code.co_argcount]
+            masks = frozenset(
+                k for k, v in frame.f_locals.items() if k not in arguments and _is_mask(v)
+            )
+            self.events.append(
+                Event(filename, line, name, value, before, occurrence, counters, masks)
+            )
         if event == "return":
             self.frames.pop(id(frame), None)
             caller = frame.f_back
@@ -785,8 +800,10 @@ def _localize_at(derivation: Derivation, report: Report, example: Example) -> Lo
         code = _source(event.file, event.line)
         reads = _read_names(_statement(event.file, event.line))
         arrays_read = {n: event.before[n] for n in reads or () if n in event.before}
-        if reads is None or any(
-            reads_known.get((event.file, n), _INPUT) is None for n in arrays_read
+        if (
+            reads is None
+            or any(reads_known.get((event.file, n), _INPUT) is None for n in arrays_read)
+            or reads & event.masks
         ):
             # Unreadable, or it reads a value not known to be right: the blame may lie
             # before it.
