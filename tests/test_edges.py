@@ -608,3 +608,31 @@ def test_a_failure_found_at_a_high_param_is_lowered_to_the_simplest_that_fails(p
         dims={"N": 2}, inputs={"x": np.array([0.3, -0.7])}, params={"layers": 3}
     )
     assert search.lower_params(found_at_three).params == {"layers": 1}
+
+
+def _row_max(backward) -> Derivation:
+    return Derivation(
+        name="row_max",
+        forward=lambda x: x.max(-1).values,
+        backward=backward,
+        shapes={"x": ("N", "D")},
+        wrt=["x"],
+    )
+
+
+def _row_max_to_every_tied(x, grad_output):
+    return {"x": (x == x.max(-1, keepdims=True)) * grad_output[..., None]}
+
+
+def _row_max_to_one(x, grad_output):
+    gradient = np.zeros_like(x)
+    np.put_along_axis(gradient, np.argmax(x, -1)[..., None], grad_output[..., None], -1)
+    return {"x": gradient}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_row_max_routed_to_every_tied_element_fails_at_large_inputs_too(seed):
+    # Past 32 elements the probes are random signs, which cross the ties' kinks; each
+    # group of equal elements is then moved together, where no kink excuses the sum.
+    assert _verdict(_row_max(_row_max_to_every_tied), seed, max_examples=100) == "fail"
+    assert _verdict(_row_max(_row_max_to_one), seed, max_examples=100) == "pass"

@@ -3,6 +3,8 @@ holds at more tied points and beside the same backward right where nothing is ti
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch.nn.functional as F
@@ -57,7 +59,10 @@ def test_a_max_pool_sending_the_gradient_to_every_tied_maximum_is_told_so(seed):
     assert report.verdict == "fail"
     tie = [d for d in report.diagnoses if TIE in d]
     assert len(tie) == 1, report
-    assert "the backward sends the gradient to every tied element (2" in tie[0]
+    # k is the size of the tied group at the shrunk example: 2, or 4 for a constant window
+    assert re.search(
+        r"the backward sends the gradient to every tied element \((2|4) here\)", tie[0]
+    )
     assert "a subgradient sends it to one of them (as autograd does) or splits it" in tie[0]
     assert "points without ties" in tie[0] and "more with ties" in tie[0]
     # One diagnosis says it: no "right for 37 of 40 elements only" or mask pattern beside it.

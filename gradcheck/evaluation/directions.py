@@ -15,12 +15,14 @@ __all__ = [
     "CHUNK",
     "MANY_SIGNS",
     "TIE_DIRECTIONS",
+    "TIE_GROUPS",
     "chunks",
     "dot",
     "mixed_signs",
     "probe_directions",
     "random_bits",
     "random_signs",
+    "tie_group_directions",
 ]
 
 
@@ -109,6 +111,22 @@ def random_bits(rng: np.random.Generator, size: int) -> np.ndarray:
     """``size`` random 0/1 as uint8."""
     packed = rng.integers(0, 256, size=(size + 7) // 8, dtype=np.uint8)
     return np.unpackbits(packed, count=size)
+
+
+# Groups of equal elements probed, each along its own indicator, where a probe excused a
+# choice of subgradient: the largest values first (where a max's ties are).
+TIE_GROUPS = 8
+
+
+def tie_group_directions(value: np.ndarray, limit: int = TIE_GROUPS) -> list[np.ndarray]:
+    """One direction per group of equal elements of ``value`` (1 on the group, 0
+    elsewhere), the largest values first, at most ``limit``. Moving every tied element of
+    a max together moves the max by exactly as much, with no kink: a backward that routes
+    the gradient to each of k tied elements shows k there, where any subgradient gives 1."""
+    flat = np.ravel(value)
+    values, counts = np.unique(flat, return_counts=True)
+    tied = values[counts >= 2][::-1][:limit]
+    return [(value == v).astype(np.float64) for v in tied]
 
 
 # Random-sign probes added where element probes excused a choice of subgradient at a kink:

@@ -62,7 +62,7 @@ def judge_probes(
     jumps: Jumps,
     *,
     screen: bool,
-    extra: Callable[[], Iterator[np.ndarray]] | None = None,
+    extra: Callable[[bool], Iterator[np.ndarray]] | None = None,
     autograd_noise: Callable[[np.ndarray], float] | None = None,
 ) -> tuple[list[Problem], int]:
     """Where the probes side with autograd, hold the hand gradient to them; where they do
@@ -79,19 +79,21 @@ def judge_probes(
             continue  # confirmed; the hand gradient already agrees with autograd
         _judge_direction(
             tally, spec, direction, along_reference, hand_grad, allowance, jumps,
-            elements=unit == "elements", screen=screen, autograd_noise=autograd_noise,
+            screen=screen, autograd_noise=autograd_noise,
         )  # fmt: skip
     problems = tally.said()
-    if tally.tie_directions and extra is not None:
-        # Element probes each excused a choice of subgradient; several choices together
-        # need not be one (a max-pool tie routed to every tied element passes k times the
-        # upstream gradient). Random-sign probes move tied elements together, and along
-        # one that moves them the same way there is no kink to excuse the sum.
+    if (tally.subgradient is not None or tally.crossings) and extra is not None:
+        # Probes excused a choice of subgradient, or crossed kinks; several choices
+        # together need not be one (a max-pool tie routed to every tied element passes k
+        # times the upstream gradient). ``extra`` moves each group of equal elements
+        # together, where no kink excuses the sum, and after an excused choice random
+        # signs too (they would only cross the kinks again otherwise).
         found, more = judge_probes(
-            spec, name, extra(), "directions", hand_grad, reference, allowance, jumps,
-            screen=False, extra=None, autograd_noise=autograd_noise,
+            spec, name, extra(tally.subgradient is not None), "directions", hand_grad,
+            reference, allowance, jumps, screen=False, extra=None,
+            autograd_noise=autograd_noise,
         )  # fmt: skip
-        problems.extend(p for p in found if p.kind != "kink" or tally.subgradient is None)
+        problems.extend(p for p in found if p.kind != "kink")
         tally.count += more
     # Always, even when the hand gradient already differs from autograd at a kink: a
     # probe that no hinge disturbs judges it independently of any choice of subgradient.
@@ -123,7 +125,6 @@ class _Tally:
     hand_values: list[float] = field(default_factory=list)
     count: int = 0
     subgradient: Problem | None = None  # the hand's choice at a kink, said once
-    tie_directions: bool = False  # element probes excused a choice: probe several together
     crossings: int = 0  # probes whose step crossed a kink, said in one line
     unsettled: Problem | None = None  # probes where finite differences resolve nothing
 
@@ -148,7 +149,6 @@ def _judge_direction(
     allowance: Allowance,
     jumps: Jumps,
     *,
-    elements: bool,
     screen: bool,
     autograd_noise: Callable[[np.ndarray], float] | None,
 ) -> None:
@@ -172,7 +172,6 @@ def _judge_direction(
             if abs(along_hand - slope.central) > slope.allowed + hand_allowed:
                 took("subgradient")
                 tally.subgradient = tally.subgradient or _subgradient_problem(name, slope)
-                tally.tie_directions = tally.tie_directions or elements
             return
         tally.fd_values.append(slope.central)
         # The hand gradient may differ from the reference by its dtype's rounding.

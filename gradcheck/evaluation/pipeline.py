@@ -42,7 +42,12 @@ from gradcheck.evaluation.allowance import (
     noise_floors,
     scale_floors,
 )
-from gradcheck.evaluation.directions import TIE_DIRECTIONS, probe_directions, random_signs
+from gradcheck.evaluation.directions import (
+    TIE_DIRECTIONS,
+    probe_directions,
+    random_signs,
+    tie_group_directions,
+)
 from gradcheck.evaluation.evidence import confirm_jointly, judge_mismatch, judge_probes
 from gradcheck.evaluation.options import Options
 from gradcheck.evaluation.point import grad_output_maker, point_seed
@@ -405,9 +410,13 @@ def _probe_input(
         directions = itertools.chain([joint[name]], itertools.islice(directions, 1, None))
     confirmed = any(p.kind == "mismatch" and p.parameter == name for p in at.failures)
 
-    def tie_probes() -> Iterator[np.ndarray]:
+    def tie_probes(with_signs: bool) -> Iterator[np.ndarray]:
+        groups = tie_group_directions(at.point[name])
+        if not with_signs:
+            return iter(groups)
         rng = np.random.default_rng(at.direction_seeds[name] + 1)
-        return probe_directions(at.point[name].shape, TIE_DIRECTIONS, 0, rng)[0]
+        signs = probe_directions(at.point[name].shape, TIE_DIRECTIONS, 0, rng)[0]
+        return itertools.chain(groups, signs)
 
     def autograd_noise(direction: np.ndarray) -> float:
         """Autograd's own rounding along ``direction``: its noise floor (how far its
