@@ -47,7 +47,7 @@ from gradcheck.special_values import (
 )
 from gradcheck.strategies import dim_range, examples_at, seeded_batches, seeded_inputs
 
-__all__ = ["verify"]
+__all__ = ["hypothesis_find", "verify"]
 
 # Random points tried at each smaller size of a dim before that size is given up.
 TRIES_PER_SIZE = 6
@@ -243,35 +243,8 @@ class _Search:
         budget: int,
         fails: Callable[[Any], bool] | None = None,
     ) -> Any:
-        search = settings(
-            max_examples=budget,
-            database=None,
-            deadline=None,
-            derandomize=False,
-            phases=[Phase.generate, Phase.shrink],
-            suppress_health_check=list(HealthCheck),
-        )
         took("hypothesis")
-        try:
-            return find(
-                strategy,
-                fails or self.fails,
-                settings=search,
-                random=random.Random(self.options.seed),
-            )
-        except (NoSuchExample, Unsatisfiable):
-            # Unsatisfiable: ``where`` refuses nearly every setting hypothesis draws; the
-            # sweep's own failing point (if any) is then shrunk without it.
-            return None
-        except FailedHealthCheck:
-            # verify called inside the user's own @given test: hypothesis refuses to nest
-            # unless that outer test allows it. The sweep's points are then all there is.
-            return None
-        except Flaky:
-            # A point that failed did not fail again when hypothesis replayed it: the
-            # backward answers differently for the same inputs. The final evaluation of
-            # the failing point names that (``nondeterminism``).
-            return None
+        return hypothesis_find(strategy, fails or self.fails, budget, self.options.seed)
 
     def lower_params(self, failing: Example) -> Example:
         """Lower each param to the simplest value at which a random point still fails: an
@@ -667,6 +640,36 @@ def _same(a: Any, b: Any) -> bool:
         return bool(a == b)
     except Exception:  # arrays and other values without a plain equality
         return False
+
+
+def hypothesis_find(
+    strategy: st.SearchStrategy[Any], fails: Callable[[Any], bool], budget: int, seed: int
+) -> Any:
+    """The smallest value of ``strategy`` for which ``fails`` holds, searched and shrunk by
+    hypothesis within ``budget`` examples and deterministic for ``seed``; None where none
+    is found, and where hypothesis gives up (see below): the caller then keeps what its
+    own sweep found."""
+    search = settings(
+        max_examples=budget,
+        database=None,
+        deadline=None,
+        derandomize=False,
+        phases=[Phase.generate, Phase.shrink],
+        suppress_health_check=list(HealthCheck),
+    )
+    try:
+        return find(strategy, fails, settings=search, random=random.Random(seed))
+    except (NoSuchExample, Unsatisfiable):
+        # Unsatisfiable: ``where`` refuses nearly every setting hypothesis draws.
+        return None
+    except FailedHealthCheck:
+        # Called inside the user's own @given test: hypothesis refuses to nest unless that
+        # outer test allows it.
+        return None
+    except Flaky:
+        # A point that failed did not fail again when hypothesis replayed it: the
+        # backward answers differently for the same inputs (named by ``nondeterminism``).
+        return None
 
 
 def _failed(report: Report) -> bool:

@@ -15,14 +15,14 @@ from typing import Any, TypeVar
 
 import numpy as np
 import torch
-from hypothesis import HealthCheck, Phase, find, settings
+from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.errors import NoSuchExample
 
 from gradcheck.derivation import Derivation, DerivationError
 from gradcheck.evaluation import validated_point as core_validated_point
 from gradcheck.references.autograd import call_forward
 from gradcheck.report import Example, Report
+from gradcheck.search import hypothesis_find
 
 R = TypeVar("R", bound=Report)
 
@@ -162,20 +162,7 @@ def search(
         failures[0] += verdict == "fail"
         return verdict == "fail"
 
-    search_settings = settings(
-        max_examples=budget,
-        database=None,
-        deadline=None,
-        derandomize=False,
-        phases=[Phase.generate, Phase.shrink],
-        suppress_health_check=list(HealthCheck),
-    )
-    try:
-        smallest: Example | None = find(
-            strategy, fails, settings=search_settings, random=random.Random(seed)
-        )
-    except NoSuchExample:
-        smallest = None
+    smallest: Example | None = hypothesis_find(strategy, fails, budget, seed)
     if declaration_error:
         raise declaration_error[0]
     return SearchResult(
