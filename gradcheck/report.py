@@ -15,7 +15,15 @@ from gradcheck.messages import format_report
 if TYPE_CHECKING:
     from gradcheck.special_values import Special
 
-__all__ = ["Example", "GradientPair", "Localization", "Problem", "Report", "Verdict"]
+__all__ = [
+    "Example",
+    "GradientPair",
+    "Localization",
+    "Picture",
+    "Problem",
+    "Report",
+    "Verdict",
+]
 
 Verdict = Literal["pass", "fail", "error", "inconclusive"]
 
@@ -75,6 +83,16 @@ class GradientPair:
 
 
 @dataclass(frozen=True)
+class Picture:
+    """The same failure at a larger failing point than the shrunk example: a 1x1 or 1x2
+    example shows one coloured square, where the pattern that tells what is wrong (whole
+    columns, the diagonal, one row) needs a few rows and columns."""
+
+    example: Example
+    gradients: Mapping[str, GradientPair]
+
+
+@dataclass(frozen=True)
 class Localization:
     """The first line of the hand backward whose value goes wrong (``localize.py``).
 
@@ -120,6 +138,7 @@ class Report:
     diagnoses: tuple[str, ...] = ()
     reproduce: str | None = None
     localization: Localization | None = None  # on a failure, where it first goes wrong
+    larger: Picture | None = None  # on a failure at a small example, one at a larger point
     # What each GradientPair holds: a hand gradient beside autograd's. A TrainingReport's
     # pairs are a step's updates beside the reference optimizer's; pictures label them so.
     compared: ClassVar[Literal["gradient", "update"]] = "gradient"

@@ -325,7 +325,9 @@ def _packed(report: Report | None) -> bytes | None:
             "the example and the gradients stayed in the worker process, as they do not "
             f"pickle ({type(exc).__name__}: {exc}); rerun with -j 1 to see them"
         )
-        stripped = replace(report, example=None, gradients={}, notes=(*report.notes, note))
+        stripped = replace(
+            report, example=None, gradients={}, larger=None, notes=(*report.notes, note)
+        )
         return pickle.dumps(stripped)
 
 

@@ -37,7 +37,7 @@ from gradcheck.guard import DEFAULT_DEADLINE, CallTimeout, guarded_search, valid
 from gradcheck.paths import took
 from gradcheck.progress import notebook_progress
 from gradcheck.random_points import random_examples, starts_where_hypothesis_starts
-from gradcheck.report import Example, Problem, Report
+from gradcheck.report import Example, Picture, Problem, Report
 from gradcheck.special_values import (
     Special,
     describe,
@@ -51,6 +51,12 @@ __all__ = ["hypothesis_find", "verify"]
 
 # Random points tried at each smaller size of a dim before that size is given up.
 TRIES_PER_SIZE = 6
+
+# A failure shrunk below PICTURE_SIZE on every axis is pictured again at a larger failing
+# point, its dims held to PICTURE_MAX (a 24x24 heatmap still reads cell by cell).
+PICTURE_SIZE = 4
+PICTURE_MAX = 24
+PICTURE_DIM = 8  # each dim drawn at least this large for the picture, where its range allows
 
 # The sweep makes at most every SPECIAL_STRIDE-th point special by schedule.
 SPECIAL_STRIDE = 4
@@ -246,6 +252,41 @@ class _Search:
         took("hypothesis")
         return hypothesis_find(strategy, fails or self.fails, budget, self.options.seed)
 
+    def larger_picture(self, report: Report) -> Picture | None:
+        """Where the shrunk example is smaller than ``PICTURE_SIZE`` on every axis, the
+        same failure at a larger failing point: the one the search first met where its dims
+        lie between ``PICTURE_DIM`` and ``PICTURE_MAX``, else a random failing one at dims
+        brought into that band (as far as the declared ranges allow)."""
+        example = report.example
+        first = self.first_failing
+        if example is None or first is None or not report.gradients:
+            return None
+        if any(max(np.shape(v), default=1) >= PICTURE_SIZE for v in example.inputs.values()):
+            return None  # large enough to show a pattern already
+        sizes = self._repaired(
+            {
+                dim: min(max(size, PICTURE_DIM), PICTURE_MAX, self._highest(dim, first))
+                for dim, size in first.dims.items()
+            },
+            first.params,
+        )
+        if sizes == dict(example.dims):
+            return None
+        candidate: Example | None = first if sizes == dict(first.dims) else None
+        if candidate is None and self._consistent(sizes, first.params):
+            rng = np.random.default_rng(self.options.seed + 3)
+            candidate = self._random_failure(sizes, first.params, rng, first.special)
+        if candidate is None:
+            return None
+        larger = evaluate(
+            self.derivation, candidate.inputs, candidate.dims, self.options, None,
+            candidate.params,
+        )  # fmt: skip
+        pictured = {n: p for n, p in larger.gradients.items() if p.allowed is not None}
+        if larger.verdict != "fail" or larger.example is None or not pictured:
+            return None
+        return Picture(example=larger.example, gradients=pictured)
+
     def lower_params(self, failing: Example) -> Example:
         """Lower each param to the simplest value at which a random point still fails: an
         earlier choice of a list, a smaller int. A failure met at layers=2 is reported at
@@ -377,6 +418,9 @@ class _Search:
                 "broadcast collapses a size-1 dim"
             )
         return found
+
+    def _highest(self, dim: str, example: Example) -> int:
+        return dim_range(self.derivation, dim, {**example.params, **example.dims})[1]
 
     def _lowest(self, dim: str, example: Example) -> int:
         earlier = {**example.params, **example.dims}
@@ -537,7 +581,9 @@ def _search(derivation: Derivation, search: _Search, options: Options, budget: i
             shapes = tuple(search.shape_diagnoses(failing, report))
             report = replace(report, diagnoses=report.diagnoses + shapes)
         report = explain_failure(derivation, report, options)
-        tried = search.examples
+        tried = search.examples  # the picture's own points below are not examples searched
+        if report.verdict == "fail":
+            report = replace(report, larger=search.larger_picture(report))
         what = "failure found" if report.verdict == "fail" else "found"
         found_after = search.found_after
         notes = (

@@ -293,7 +293,10 @@ def test_verify_html_page_has_every_row_the_pictures_and_the_reproduce_command(t
     for name in names:
         assert f">{name}<" in html
     assert "gradcheck verify tests/mutants.py:seed001_mask_from_gradient --seed 0" in html
-    assert len(_svgs(html)) == 3  # one failing parameter, three panels
+    # one failing parameter, three panels, at the shrunk example and at a larger failing
+    # point (the shrunk one is 1x1: too small to show a pattern)
+    assert len(_svgs(html)) == 6
+    assert "The same failure at a larger failing point" in html
     assert html.startswith("<!DOCTYPE html>")
 
 

@@ -224,6 +224,26 @@ def _example_html(report: ReportPicture) -> str:
     )
 
 
+def _larger_html(report: ReportPicture, labels: tuple[str, str, str]) -> str:
+    """The same failure at a larger failing point, where the shrunk example is too small to
+    show a pattern (read if present: only a search's report has one)."""
+    larger = getattr(report, "larger", None)
+    if larger is None:
+        return ""
+    dims = ", ".join(f"{dim}={size}" for dim, size in larger.example.dims.items())
+    figures = [
+        figure_html(name, pair.hand, pair.reference, pair.allowed, labels=labels)
+        for name, pair in larger.gradients.items()
+        if pair.allowed is not None and np.shape(pair.hand) == np.shape(pair.reference)
+    ]
+    if not figures:
+        return ""
+    return (
+        '<div class="gradcheck-larger"><b>The same failure at a larger failing point</b> '
+        f"({escape(dims)}), where its pattern shows:{''.join(figures)}</div>"
+    )
+
+
 def _training_html(report: ReportPicture) -> str:
     # Only a TrainingReport has these; it is not imported, so they are read if present.
     step = getattr(report, "step", None)
@@ -264,6 +284,7 @@ def report_html(report: ReportPicture) -> str:
         parts.append(
             figure_html(parameter, pair.hand, pair.reference, _allowed(report, pair), labels=labels)
         )
+    parts.append(_larger_html(report, labels))
     parts.append(_example_html(report))
     if report.notes:
         notes = "".join(f"<li>{escape(note)}</li>" for note in report.notes)
