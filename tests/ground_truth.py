@@ -45,8 +45,6 @@ KNOWN_GAPS: dict[str, str] = {
         "match passes at 3 of 6 seeds when the dims vary (no point is called twice). "
         "/tmp/gt_repros/06_accumulating_state_many_shapes.py"
     ),
-    # Kink ops (clamp, relu, abs, max...) on values far from zero in bounds narrower than
-    # the relative finite-difference step (1e8 +- 100): not drawn there.
     # Specs whose gradient for some input in wrt is zero up to rounding at random points
     # (sum(softmax(x)); d/dy of layer_norm(x - y)): rejected where drawn (``zero_gradient``).
     "identically_zero_gradient": (
@@ -68,6 +66,14 @@ KNOWN_GAPS: dict[str, str] = {
         "(1e8, 1e8 + 100), passes in float32 at 3 of 4 seeds (16 of 20 points inconclusive). "
         "/tmp/gt_repros/05_far_layer_norm_fd_step.py"
     ),
+    # The "every_other_call" mutation in float32: drawn in float64 only.
+    "every_other_call_float32": (
+        "issue 18 item 13: a backward wrong on every second call passes in float32 on "
+        "amax(relu(x)).reshape(1), x (A,), where A != 2, at seed 0 (without where: fails). "
+        "Found by the thorough profile. /tmp/gt_repros/07_every_other_call_kink.py"
+    ),
+    # Kink ops (clamp, relu, abs, max...) on values far from zero in bounds narrower than
+    # the relative finite-difference step (1e8 +- 100): not drawn there.
     "far_narrow_kink": (
         "issue 18 items 10/goal 2 (adaptive step): a sign-flipped backward of "
         "max(clamp(x, min=1e8 + 50)) on bounds (1e8, 1e8 + 100) passes in float32 at seed 1. "
@@ -628,6 +634,8 @@ def _bounds(draw: st.DrawFn, kinds: tuple[str, ...] = BOUND_KINDS) -> tuple[str,
 
 
 def _gap_bounds(kind: str) -> bool:
+    """Whether a kind of bounds is left out: adding one of these names to KNOWN_GAPS leaves
+    that kind out of every input (none is there today)."""
     return {
         "near_singular": "fd_step_leaves_domain",
         "touching": "touching_singularity",
@@ -668,9 +676,14 @@ def specs(
         kinds = list(dict.fromkeys(op.kind for op in usable))
         kind = draw(st.sampled_from(kinds))
         op = draw(st.sampled_from([op for op in usable if op.kind == kind]))
-        stage, shape, interval, other = draw(_stage(draft, op, shape, interval, index, min_rank))
-        if _magnitude(interval) > LARGEST or not all(map(math.isfinite, interval)):
-            break  # the composition would leave the range where it stays finite
+        before = (list(draft.inputs), dict(draft.dims), dict(draft.params))
+        drawn = draw(_stage(draft, op, shape, interval, index, min_rank))
+        if _magnitude(drawn[2]) > LARGEST or not all(map(math.isfinite, drawn[2])):
+            # the composition would leave the range where it stays finite: end it here, and
+            # forget the inputs, dims and params the stage drew
+            draft.inputs, draft.dims, draft.params = before
+            break
+        stage, shape, interval, other = drawn
         draft.stages.append(stage)
         text = _text(op.name, text, stage, other)
     heads = ["sum", "mean", "half_sum_of_squares"]
@@ -1183,11 +1196,14 @@ def derivations(
     ordered = tuple(mutation_kinds) == ("transposition",)  # it needs an input with an order
     spec = draw(specs(vector=vector, min_rank=max(min_rank, int(ordered)), first_in_wrt=ordered))
     backend = draw(st.sampled_from(("numpy", "torch")))
-    dtype = draw(st.sampled_from(_dtypes(spec)))
+    mutation = None if correct else draw(mutations(spec, mutation_kinds))
+    dtypes = _dtypes(spec)
+    if mutation is not None and mutation.kind == "every_other_call":
+        dtypes = ("float64",) if "every_other_call_float32" in KNOWN_GAPS else dtypes
+    dtype = draw(st.sampled_from(dtypes))
     seed = draw(st.integers(0, 2**16))
     forms = [f for f in RETURN_FORMS[backend] if f not in KNOWN_GAPS]
     form = draw(st.sampled_from(forms)) if correct else RETURN_FORMS[backend][0]
-    mutation = None if correct else draw(mutations(spec, mutation_kinds))
     truth = GroundTruth(
         derivation=_derivation(spec, backend, mutation, form),
         spec=spec,

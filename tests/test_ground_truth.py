@@ -318,6 +318,29 @@ def _accumulating_across_shapes():
     )
 
 
+def _every_other_call_float32():
+    def spec(x):
+        return torch.relu(x).amax(dim=-1).reshape(1)
+
+    calls = [0]
+
+    def backward(x, grad_output):  # wrong on every second call
+        xt = torch.from_numpy(np.array(x)).requires_grad_(True)
+        (g,) = torch.autograd.grad(spec(xt), [xt], torch.from_numpy(np.array(grad_output)))
+        calls[0] += 1
+        return {"x": (2 if calls[0] % 2 == 0 else 1) * g.numpy()}
+
+    return Derivation(
+        name="every_other_call",
+        forward=spec,
+        backward=backward,
+        shapes={"x": ("A",)},
+        wrt=["x"],
+        dims={"A": (1, 3)},
+        where=lambda s: s["A"] != 2,
+    )
+
+
 def _far_narrow_kink():
     c = 1e8 + 50.0
 
@@ -396,6 +419,7 @@ def _float32_far_cancellation():
 
 # gap -> (its repro, dtype, the seed it shows at, the verdict its truth calls for)
 GAP_REPROS = {
+    "every_other_call_float32": (_every_other_call_float32, "float32", 0, "fail"),
     "accumulating_across_shapes": (_accumulating_across_shapes, "float64", 2, "fail"),
     "far_narrow_kink": (_far_narrow_kink, "float32", 1, "fail"),
     "identically_zero_gradient": (_identically_zero_gradient, "float64", 30022, "pass"),
