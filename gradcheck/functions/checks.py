@@ -51,6 +51,7 @@ from gradcheck.tolerances import Tolerance
 
 __all__ = [
     "CHECKS",
+    "OPTIONAL_CHECKS",
     "Findings",
     "Raised",
     "Run",
@@ -58,6 +59,7 @@ __all__ = [
     "as_numpy",
     "by_function",
     "determinism_check",
+    "differing_result",
     "double_backward_check",
     "forward_check",
     "jvp_check",
@@ -79,6 +81,9 @@ CHECKS = (
     "undefined_grad",
     "cuda",
 )
+
+# Checks run only when asked for by checks=: each costs seconds (a compile a shape).
+OPTIONAL_CHECKS = ("compile",)
 
 # Members of the batch the vmap check maps over: the example itself and two resamplings of
 # its values (the same magnitudes, so no new kinks or overflow).
@@ -334,7 +339,7 @@ def reentrant_check(run: Run) -> list[Problem]:
         if first is None or second is None or first.shape != second.shape:
             continue
         what, why = messages.not_reentrant(name, edited)
-        problems += _differing(
+        problems += differing_result(
             run, check, name, as_numpy(second), as_numpy(first),
             reference="the first backward through it", what=what, hint=why,
         )  # fmt: skip
@@ -680,7 +685,7 @@ def vmap_check(run: Run) -> list[Problem]:
                 Problem(check, messages.vmap_shape(name, got.shape, expected.shape), name)
             )
             continue
-        problems += _differing(
+        problems += differing_result(
             run, check, name, got, expected,
             reference="the same Function applied to each member in a loop",
             what=messages.vmap_result(name, VMAP_BATCH), hint=messages.VMAP_HINT,
@@ -695,14 +700,14 @@ def agreement_check(run: Run, cpu: Run) -> list[Problem]:
     pairs = [("output", run.output, cpu.output)]
     pairs += [(n, run.gradients[n], cpu.gradients[n]) for n in cpu.gradients if n in run.gradients]
     for name, got, expected in pairs:
-        problems += _differing(
+        problems += differing_result(
             run, check, name, got, expected, reference="the Function's result on the CPU",
             what=f"the Function's {name} on CUDA", hint=messages.CUDA_HINT,
         )  # fmt: skip
     return problems
 
 
-def _differing(
+def differing_result(
     run: Run,
     check: str,
     name: str,

@@ -14,7 +14,7 @@ import torch
 
 from gradcheck.derivation import Derivation, DerivationError, DimRange, IntegerRange
 from gradcheck.functions import messages
-from gradcheck.functions.checks import CHECKS
+from gradcheck.functions.checks import CHECKS, OPTIONAL_CHECKS
 from gradcheck.functions.function import (
     FunctionUnderTest,
     UnderTest,
@@ -127,7 +127,9 @@ def function_derivation(
     output is left unused in turn (``undefined_grad``). Integer outputs (indices) are not
     differentiable, and are noted and left out.
 
-    ``checks`` picks among ``CHECKS`` (the backward is always checked); ``nondet_tol`` is
+    ``checks`` picks among ``CHECKS`` (the backward is always checked), and may add
+    ``"compile"``: forward and gradients under ``torch.compile(fullgraph=True)`` agree with
+    eager, at the first two shapes of a search (a compile costs seconds); ``nondet_tol`` is
     the difference two backward runs may show; ``dtype`` fixes the dtype of the Function in
     the checks beyond the backward (default: the one check/verify are run with).
 
@@ -149,7 +151,7 @@ def function_derivation(
     return declared(
         under_test, declarer="function_derivation", label=label, spec=spec, shapes=shapes,
         wrt=wrt, dims=dims, bounds=bounds, params=params, integers=integers, dtype=dtype,
-        checks=checks, nondet_tol=nondet_tol,
+        checks=checks, nondet_tol=nondet_tol, known=(*CHECKS, *OPTIONAL_CHECKS),
     )  # fmt: skip
 
 
@@ -200,7 +202,7 @@ def declared(
         spec_outputs=spec,
         shapes=derivation.shapes,
         wrt=derivation.wrt,
-        checks=[c for c in chosen if c in CHECKS],
+        checks=[c for c in chosen if c in CHECKS or c in OPTIONAL_CHECKS],
         nondet_tol=tolerance,
         dtype=dtype,
     )

@@ -81,6 +81,21 @@ VMAP_HINT = (
 CUDA_HINT = "The CUDA kernel computes something other than the CPU path."
 
 
+COMPILE_HINT = (
+    "code that compiles differently from how it runs eagerly: Python-side state, numpy or "
+    ".item() inside the forward or backward, or a register_fake that disagrees with the "
+    "kernel"
+)
+
+
+def does_not_compile(called_as: str, error: type, first_line: str) -> str:
+    return (
+        f"{called_as} does not run under torch.compile(fullgraph=True): "
+        f"{error.__name__}: {first_line}. A graph break (numpy, .item(), data-dependent "
+        "Python control flow) or an op torch cannot trace is the usual cause."
+    )
+
+
 def not_run(check: str, why: str) -> str:
     return f"{check}: not run: {why}"
 

@@ -18,7 +18,8 @@ from gradcheck.backward import DTYPES
 from gradcheck.derivation import DerivationError
 from gradcheck.functions import checks as run_checks
 from gradcheck.functions import messages
-from gradcheck.functions.checks import CHECKS, Findings, Raised, Run
+from gradcheck.functions.checks import CHECKS, OPTIONAL_CHECKS, Findings, Raised, Run
+from gradcheck.functions.compiled import CompileCheck, compile_unavailable
 from gradcheck.functions.function import UnderTest, tensors_at, vjp
 from gradcheck.guard import user_call
 from gradcheck.references.autograd import call_forward
@@ -28,7 +29,7 @@ from gradcheck.tolerances import for_dtype
 __all__ = ["LABELS", "FunctionChecks"]
 
 # How each check is named in a report.
-LABELS = {name: name.replace("_", " ") for name in CHECKS}
+LABELS = {name: name.replace("_", " ") for name in (*CHECKS, *OPTIONAL_CHECKS)}
 
 # The device the "cuda" check runs the Function on besides the CPU (a name, so that the
 # path can be exercised on a machine without one).
@@ -64,13 +65,16 @@ class FunctionChecks:
         self.nondet_tol = nondet_tol
         self.dtype = dtype
         self.enabled, self.notes = self._plan(set(checks))
+        self._compile = CompileCheck(function)  # compiles once, at a few shapes
 
     def _plan(self, asked: set[str]) -> tuple[frozenset[str], tuple[str, ...]]:
         """Which checks run, and a note for every one that does not, with the reason."""
         missing: dict[str, str | None] = dict(self.function.missing())
         missing["cuda"] = None if accelerator_available() else "no CUDA device is visible"
+        missing["compile"] = compile_unavailable()
         enabled, notes = set(), []
-        for check in CHECKS:
+        optional = tuple(check for check in OPTIONAL_CHECKS if check in asked)
+        for check in (*CHECKS, *optional):
             if check not in asked:
                 notes.append(messages.not_run(LABELS[check], "switched off by checks="))
             elif missing.get(check) is not None:
@@ -188,6 +192,7 @@ class FunctionChecks:
             ("jvp", lambda: run_checks.jvp_check(run)),
             ("double_backward", lambda: run_checks.double_backward_check(run)),
             ("vmap", lambda: run_checks.vmap_check(run)),
+            ("compile", lambda: self._compile(run)),
         ]
         problems: list[Problem] = []
         for check, step in steps:

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from gradcheck.derivation import Derivation, DerivationError, DimRange, IntegerRange
-from gradcheck.functions.checks import CHECKS
+from gradcheck.functions.checks import CHECKS, OPTIONAL_CHECKS
 from gradcheck.functions.declaration import declared
 from gradcheck.functions.function import UnderTest
 from gradcheck.ops.registration import REGISTRATION_SHAPES, RegistrationChecks
@@ -105,7 +105,7 @@ def op_derivation(
     derivation = declared(
         under_test, declarer="op_derivation", label=label, spec=spec, shapes=shapes, wrt=wrt,
         dims=dims, bounds=bounds, params=params, integers=integers, dtype=dtype,
-        checks=checks, nondet_tol=nondet_tol, known=OP_CHECKS,
+        checks=checks, nondet_tol=nondet_tol, known=(*OP_CHECKS, *OPTIONAL_CHECKS),
     )  # fmt: skip
     registration = RegistrationChecks(
         derivation.extra_checks,  # type: ignore[arg-type]
