@@ -280,8 +280,8 @@ def test_another_subgradient_at_a_kink_is_excused_once_and_then_tied_elements_ar
     spec = PerDirection([kinked(0.0, 2.0), kinked(0.0, 2.0)], joint=smooth(2.0))
     asked = []
 
-    def extra():
-        asked.append(True)
+    def extra(excused: bool):
+        asked.append(excused)
         return iter([np.array([1.0, 1.0])])
 
     found, count = probes(spec, np.array([2.0, 0.0]), reference, extra=extra)
@@ -295,9 +295,30 @@ def test_a_tie_gradient_routed_to_every_element_fails_along_the_joint_probe():
     reference = np.array([1.0, 1.0])
     spec = PerDirection([kinked(0.0, 2.0), kinked(0.0, 2.0)], joint=smooth(2.0))
     # 2 to each tied element: along each alone a valid subgradient, together 4 where 2 is
-    found, _ = probes(spec, np.array([2.0, 2.0]), reference, extra=lambda: iter([np.ones(2)]))
+    found, _ = probes(spec, np.array([2.0, 2.0]), reference, extra=lambda _: iter([np.ones(2)]))
     assert [p.kind for p in found] == ["kink", "mismatch"]
     assert found[1].mismatch is not None and found[1].mismatch.unit == "directions"
+
+
+@pytest.mark.parametrize(
+    "hand, kinds",
+    [([1.0, 3.0], ["kink"]), ([2.0, 3.0], ["kink", "mismatch"])],
+    ids=["a right sum along the group passes", "a wrong sum along the group fails"],
+)
+def test_probes_that_cross_kinks_send_the_group_to_a_joint_probe_no_kink_excuses(hand, kinds):
+    reference = np.array([1.0, 3.0])
+    # each element alone crosses a hinge; moved together they are smooth with slope 4
+    spec = PerDirection([kinked(10.0, 20.0)] * 2, joint=smooth(4.0))
+    asked = []
+
+    def extra(excused: bool):
+        asked.append(excused)
+        return iter([np.ones(2)])
+
+    found, count = probes(spec, np.array(hand), reference, extra=extra)
+    assert asked == [False]  # crossings, no subgradient excused
+    assert count == 3
+    assert [p.kind for p in found] == kinds
 
 
 def test_a_hand_outside_the_one_sided_slopes_at_a_kink_is_held_to_the_central_difference():
