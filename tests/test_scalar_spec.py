@@ -38,6 +38,20 @@ def test_a_large_int8_probe_gives_the_slope_of_the_same_float_probe():
     assert not along_int8.kink
 
 
+def test_a_large_int8_screen_gives_the_central_difference_of_the_same_float_probe():
+    # screens keep an int8 direction as it is (slope casts it first): past CHUNK elements
+    # it is cast a chunk at a time as it is added to x
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0.5, 1.5, CHUNK + 5)
+    (signs,) = probe_directions(x.shape, 1, 0, rng)[0]
+    spec = ScalarSpec("squares", squares, {"x": x}, None)
+    as_int8 = spec.screen("x", signs)
+    as_float = spec.screen("x", signs.astype(np.float64))
+    assert as_int8.central == as_float.central
+    # the central difference of a quadratic is exact up to rounding
+    assert abs(as_int8.central - float(np.dot(2 * x, signs))) <= as_int8.allowed
+
+
 def test_large_probes_are_int8_signs_with_both_signs_present():
     (direction,) = probe_directions((CHUNK,), 1, 0, np.random.default_rng(1))[0]
     assert direction.dtype == np.int8
