@@ -49,6 +49,7 @@ def differs(
     parameter: str,
     reference: str,
     same_function: bool = False,
+    floor: float | None = None,
 ) -> tuple[Mismatch | None, np.ndarray]:
     """The comparison of the backward check (``|a - e| <= atol + rtol*|e|``), and what it
     allowed. ``same_function``: both sides are the Function's (another layout, a batch, a
@@ -62,7 +63,9 @@ def differs(
         )
         actual, expected = np.where(alike, 0.0, actual), np.where(alike, 0.0, expected)
     finite = np.where(np.isfinite(expected), expected, 0.0)
-    allowed = tolerance.allowed(finite)
+    allowed = tolerance.allowed(
+        finite, floor=None if floor is None else max(floor, tolerance.atol_floor)
+    )
     return compare(actual, expected, allowed, parameter=parameter, reference=reference), allowed
 
 
