@@ -8,7 +8,13 @@ one thing changed (``MUTATIONS``). So every verdict of ``verify`` has a known ri
 
 - correct: "pass", or "inconclusive" only when the spec holds a kink or tie op (relu, abs,
   maximum, clamp, amax, max): never "fail", never "error", never an exception;
-- wrong (and visibly so, see ``visible``): "fail".
+- wrong, and visibly so (``visible``: wrong at half the random points or more, by more than
+  5% of the gradient and a thousandth of its natural scale |f| / rms(x)): "fail". A mutation
+  that shows less is held only to answering without an exception.
+
+The correct backward also varies how it hands its gradients back (``RETURN_FORMS``: a float
+or numpy scalar for a 0-d input, Fortran order, read-only, non-contiguous, requires-grad and
+sparse tensors); the wrong ones return plain arrays, so that only the mutation is wrong.
 
 Each spec tracks an interval that holds every value it computes, and an op is drawn only where
 it stays finite and informative on that interval (no log of a range that reaches 0, no exp of
