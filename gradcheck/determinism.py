@@ -36,20 +36,28 @@ def nondeterminism(
     grad_output: np.ndarray | None,
     dtype: str,
     params: Mapping[str, Any] | None = None,
+    *,
+    calls: int = CALLS,
+    earlier: Mapping[str, np.ndarray] | None = None,
 ) -> Problem | None:
-    """A ``nondeterministic`` problem when two of ``CALLS`` calls at ``point`` return
+    """A ``nondeterministic`` problem when two of ``calls`` calls at ``point`` (and the
+    ``earlier`` answer, the gradients a call before these gave, counted as call 1) return
     gradients that differ beyond the dtype's allowance, else None."""
     tolerance = for_dtype(dtype)
-    answers = [run_backward(derivation, point, grad_output, dtype, params) for _ in range(CALLS)]
+    answers: list[Mapping[str, np.ndarray]] = [] if earlier is None else [earlier]
+    answers += [
+        run_backward(derivation, point, grad_output, dtype, params).gradients for _ in range(calls)
+    ]
+    calls = len(answers)
     first = answers[0]
     for name in derivation.wrt:
-        reference = first.gradients.get(name)
+        reference = first.get(name)
         if reference is None:
             continue
         allowed = tolerance.allowed(reference)
         differing = []
         for call, answer in enumerate(answers[1:], start=2):
-            other = answer.gradients.get(name)
+            other = answer.get(name)
             if other is None or other.shape != reference.shape:
                 continue
             excess = np.abs(other - reference) - allowed
@@ -64,14 +72,14 @@ def nondeterminism(
         at = str(tuple(int(i) for i in index)) if reference.ndim else ""
         how = (
             "on every call after the first"
-            if len(differing) == CALLS - 1
-            else f"on {len(differing)} of {CALLS - 1} later calls"
+            if len(differing) == calls - 1
+            else f"on {len(differing)} of {calls - 1} later calls"
         )
         return Problem(
             "nondeterministic",
             f"the backward returns different gradients for the same inputs: {name!r}{at} was "
             f"{float(reference[index]):.6g} on call 1 and {float(other[index]):.6g} on call "
-            f"{call} ({how} of {CALLS}). A gradient must depend on its inputs alone: look for "
+            f"{call} ({how} of {calls}). A gradient must depend on its inputs alone: look for "
             "state kept between calls, random numbers, or a buffer updated in place.",
             parameter=name,
         )

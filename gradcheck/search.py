@@ -58,6 +58,11 @@ PICTURE_SIZE = 4
 PICTURE_MAX = 24
 PICTURE_DIM = 8  # each dim drawn at least this large for the picture, where its range allows
 
+# At the first point and every DETERMINISM_EVERY-th after it, the backward is called twice
+# more at the same point: the search meets a point once, and a backward that keeps state
+# between calls is right at every first call.
+DETERMINISM_EVERY = 10
+
 # The sweep makes at most every SPECIAL_STRIDE-th point special by schedule.
 SPECIAL_STRIDE = 4
 
@@ -163,6 +168,8 @@ class _Search:
             exc.example = example  # type: ignore[attr-defined]  # shown in the report
             raise
         self.examples += 1
+        if self.examples % DETERMINISM_EVERY == 1 and report.verdict != "fail":
+            report = _called_again(self.derivation, report)
         if example.special is not None:
             self.specials_tried.setdefault(example.special.input, set()).add(example.special.kind)
         if example.special is not None and report.verdict == "error":
@@ -620,6 +627,23 @@ def _search(derivation: Derivation, search: _Search, options: Options, budget: i
     return replace(
         report, notes=report.notes + notes, examples=tried, inconclusive=search.inconclusive
     )
+
+
+def _called_again(derivation: Derivation, report: Report) -> Report:
+    """The report, failed where a second call of the backward at the same point answers
+    differently (a gradient accumulated across calls: right at a first call at each shape,
+    wrong after; the search rarely evaluates one point twice)."""
+    example = report.example
+    if example is None:
+        return report
+    earlier = {name: pair.hand for name, pair in report.gradients.items()}
+    problem = nondeterminism(
+        derivation, example.inputs, example.grad_output, report.dtype, example.params,
+        calls=1, earlier=earlier,
+    )  # fmt: skip
+    if problem is None:
+        return report
+    return replace(report, verdict="fail", problems=(problem, *report.problems), inconclusive=0)
 
 
 def _with_nondeterminism(derivation: Derivation, report: Report, search: _Search) -> Report:

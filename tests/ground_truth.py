@@ -45,12 +45,6 @@ from gradcheck import Derivation
 # minimal repro is. The strategy consults this table at the draw that would make the class:
 # delete an entry and that class is drawn again.
 KNOWN_GAPS: dict[str, str] = {
-    # The "accumulating" mutation on specs with symbolic dims: not drawn (on fixed shapes it is).
-    "accumulating_across_shapes": (
-        "issue 18 goal 3: a backward that adds the previous call's gradient when the shapes "
-        "match passes at 3 of 6 seeds when the dims vary (no point is called twice). "
-        "/tmp/gt_repros/06_accumulating_state_many_shapes.py"
-    ),
     # Specs whose gradient for some input in wrt is zero up to rounding at random points
     # (sum(softmax(x)); d/dy of layer_norm(x - y)): rejected where drawn (``zero_gradient``).
     "identically_zero_gradient": (
@@ -71,12 +65,6 @@ KNOWN_GAPS: dict[str, str] = {
         "issue 18 items 10/11: a sign-flipped backward of layer_norm(x) @ y, x in "
         "(1e8, 1e8 + 100), passes in float32 at 3 of 4 seeds (16 of 20 points inconclusive). "
         "/tmp/gt_repros/05_far_layer_norm_fd_step.py"
-    ),
-    # The "every_other_call" mutation in float32: drawn in float64 only.
-    "every_other_call_float32": (
-        "issue 18 item 13: a backward wrong on every second call passes in float32 on "
-        "amax(relu(x)).reshape(1), x (A,), where A != 2, at seed 0 (without where: fails). "
-        "Found by the thorough profile. /tmp/gt_repros/07_every_other_call_kink.py"
     ),
     # Kink ops (clamp, relu, abs, max...) on values far from zero in bounds narrower than
     # the relative finite-difference step (1e8 +- 100): not drawn there.
