@@ -544,37 +544,13 @@ def test_a_backward_infinite_at_a_constant_row_fails_rather_than_crashing():
     assert _verdict(no_eps, 0, max_examples=100) == "fail"
 
 
-def _layer_norm_of(t, eps):
-    centred = t - t.mean(dim=-1, keepdim=True)
-    return centred / torch.sqrt((centred * centred).mean(dim=-1, keepdim=True) + eps)
-
-
-def _shifted_layer_norm(x, y, eps0, eps2):
-    return _layer_norm_of(_layer_norm_of(x, eps0) - y, eps2).sum()
-
-
-def _shifted_layer_norm_backward(x, y, eps0, eps2):  # autograd's own: correct by construction
-    shift = y.detach().clone().requires_grad_(True)
-    (gradient,) = torch.autograd.grad(_shifted_layer_norm(x, shift, eps0, eps2), [shift])
-    return {"y": gradient}
-
-
 def test_autograds_rounding_of_a_zero_gradient_is_no_evidence_against_the_spec():
-    # d/dy is identically zero (layer norm is shift-invariant): autograd returns rounding
-    # noise for it, finite differences of a forward that does not move see 0 +- 1e-25.
-    shifted = Derivation(
-        name="shifted_layer_norm",
-        forward=_shifted_layer_norm,
-        backward=_shifted_layer_norm_backward,
-        backend="torch",
-        shapes={"x": ("A", "A", "D"), "y": ()},
-        wrt=["y"],
-        bounds={"x": (-20.0, 20.0), "y": (-20.0, 20.0)},
-        dims={"A": (1, 2), "D": (1, 3)},
-        where=lambda s: s["D"] != 2,
-        params={"eps0": [1e-5, 1e-3], "eps2": [1e-5, 1e-3]},
-    )
-    assert _verdict(shifted, 4, max_examples=20) == "pass"
+    # d/dy of sum(layer_norm(layer_norm(x) - y)) is identically zero (layer norm is
+    # shift-invariant): autograd returns rounding noise for it, finite differences of a
+    # forward that does not move see 0 +- 1e-25. (At seed 30022 it is still a known gap.)
+    from tests.test_ground_truth import _identically_zero_gradient
+
+    assert _verdict(_identically_zero_gradient(), 4, max_examples=20) == "pass"
 
 
 def _tanh_layers(x, layers):
